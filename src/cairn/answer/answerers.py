@@ -1,0 +1,122 @@
+"""How an answer text is produced from passages: by an LLM, or extractively without one.
+
+Both speak the same contract, so the engine (refusal gate, citations, memory, streaming) is
+written once. The extractive answerer is for machines where even the local model is too slow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from cairn.answer import prompts
+from cairn.answer.citations import split_sentences
+from cairn.index.analyzer import Analyzer
+from cairn.models.base import Embedder, Generator
+from cairn.registry import Registry
+from cairn.types import ChatMessage, Hit
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    name: str
+
+    def warm_up(self) -> None: ...
+
+    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
+        """Yield the answer text; ``[n]`` markers refer to ``hits[n-1]``."""
+        ...
+
+    def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
+        """Turn a follow-up into a standalone question using the conversation."""
+        ...
+
+
+ANSWERERS: Registry[Answerer] = Registry("answerer")
+
+_PRONOUNS = frozenset("it its this that these those they them their there he she his her such same".split())
+
+
+class LLMAnswerer:
+    def __init__(self, generator: Generator, *, max_tokens: int = 300, context_chars: int = 6000) -> None:
+        self.generator = generator
+        self.name = generator.name
+        self.max_tokens = max_tokens
+        self.context_chars = context_chars
+        self.last_passages = 0
+
+    def warm_up(self) -> None:
+        self.generator.warm_up()
+
+    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
+        messages, self.last_passages = prompts.answer_messages(question, hits, self.context_chars)
+        yield from self.generator.stream(messages, max_tokens=self.max_tokens, temperature=0.0)
+
+    def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
+        if not history:
+            return question
+        reply = self.generator.generate(prompts.rewrite_messages(question, history), max_tokens=64).text
+        line = next((ln.strip() for ln in reply.splitlines() if ln.strip()), "")
+        return line.strip('"') if 3 <= len(line) <= 400 else question
+
+
+class ExtractiveAnswerer:
+    """Answers with the passage sentences that best match the question, each cited."""
+
+    name = "extractive"
+
+    def __init__(
+        self, embedder: Embedder, analyzer: Analyzer | None = None, *, max_sentences: int = 2
+    ) -> None:
+        self.embedder = embedder
+        self.analyzer = analyzer or Analyzer()
+        self.max_sentences = max_sentences
+
+    def warm_up(self) -> None:
+        self.embedder.warm_up()
+
+    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
+        candidates: list[tuple[int, str]] = []
+        for i, hit in enumerate(hits[:5], start=1):
+            for start, end in split_sentences(hit.text):
+                sentence = " ".join(hit.text[start:end].split())
+                if len(sentence) >= 12:
+                    candidates.append((i, sentence))
+        if not candidates:
+            yield prompts.NOT_FOUND
+            return
+        q_terms = set(self.analyzer.terms(question))
+        qvec = self.embedder.embed_query(question)
+        vectors = self.embedder.embed_documents([s for _, s in candidates])
+        cos = vectors @ qvec
+        coverage = np.array(
+            [len(q_terms & set(self.analyzer.terms(s))) / max(1, len(q_terms)) for _, s in candidates]
+        )
+        score = 0.6 * cos + 0.4 * coverage
+        order = [int(j) for j in np.argsort(-score, kind="stable")]
+        best = float(score[order[0]])
+        chosen = [j for j in order[: self.max_sentences] if score[j] >= 0.8 * best]
+        chosen.sort(key=lambda j: (candidates[j][0], j))
+        parts = []
+        for j in chosen:
+            passage, sentence = candidates[j]
+            body = sentence[:-1] if sentence[-1:] in ".!?" else sentence
+            parts.append(f"{body} [{passage}].")
+        yield " ".join(parts)
+
+    def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
+        """Without an LLM: if the follow-up leans on the conversation, add the previous question to it."""
+        previous = next((m.content for m in reversed(history) if m.role == "user"), None)
+        if previous is None:
+            return question
+        words = {w.lower().strip("?.,!") for w in question.split()}
+        if words & _PRONOUNS or len(self.analyzer.terms(question)) <= 2:
+            return f"{question} ({previous})"
+        return question
+
+
+@ANSWERERS.register("extractive")
+def _extractive(location: str, *, embedder: Embedder, **_: object) -> Answerer:
+    return ExtractiveAnswerer(embedder)

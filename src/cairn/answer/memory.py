@@ -1,0 +1,41 @@
+"""Conversation memory, stored in Postgres so any cairn process can continue a session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from cairn.errors import NotFound
+from cairn.index.db import Database
+from cairn.types import ChatMessage
+
+
+class ChatStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, kbs: Sequence[str]) -> str:
+        session_id = str(uuid.uuid4())
+        with self.db.connection() as conn:
+            conn.execute("INSERT INTO chat_sessions (id, kb_names) VALUES (%s, %s)", (session_id, list(kbs)))
+        return session_id
+
+    def history(self, session_id: str, limit: int = 50) -> list[ChatMessage]:
+        with self.db.connection() as conn:
+            exists = conn.execute("SELECT 1 FROM chat_sessions WHERE id = %s", (session_id,)).fetchone()
+            if not exists:
+                raise NotFound(f"chat session {session_id} does not exist")
+            rows = conn.execute(
+                "SELECT role, content FROM (SELECT id, role, content FROM chat_messages WHERE session_id = %s"
+                " ORDER BY id DESC LIMIT %s) AS recent ORDER BY id",
+                (session_id, limit),
+            ).fetchall()
+        return [ChatMessage(r[0], r[1]) for r in rows]
+
+    def append(self, session_id: str, *messages: ChatMessage) -> None:
+        with self.db.connection() as conn, conn.transaction():
+            for message in messages:
+                conn.execute(
+                    "INSERT INTO chat_messages (session_id, role, content) VALUES (%s, %s, %s)",
+                    (session_id, message.role, message.content),
+                )

@@ -1,0 +1,59 @@
+"""The ``cairn`` command. Thin: parse arguments, call :class:`cairn.assistant.Cairn`, print.
+
+Errors are mapped in one place (:func:`main`): a :class:`CairnError` prints its message and hint
+(or a JSON error object with ``--json``) and exits 1; nothing prints a traceback to a user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import typer
+
+from cairn.errors import CairnError
+
+app = typer.Typer(
+    name="cairn",
+    help="Answers from your organisation's documents, with citations, and never from thin air.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+kb_app = typer.Typer(help="Knowledge bases.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
+
+_json_errors = False
+
+
+def want_json_errors(enabled: bool) -> None:
+    global _json_errors
+    _json_errors = enabled
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    from cairn.cli import commands, eval_cmd  # noqa: F401  (register the commands on ``app``)
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except CairnError as exc:
+        if _json_errors:
+            print_json(exc.to_dict())
+        else:
+            sys.stderr.write(f"Error: {exc.message}\n")
+            if exc.hint:
+                sys.stderr.write(f"Hint: {exc.hint}\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        raise SystemExit(130) from None

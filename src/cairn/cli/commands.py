@@ -1,0 +1,266 @@
+"""ingest, ask, search, chat and kb commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cairn.cli.app import app, kb_app, print_json, want_json_errors
+from cairn.cli.context import open_cairn
+from cairn.ingest.sync import FileReport, iter_files
+from cairn.types import Answer, ChatMessage, Hit
+
+KbOpt = Annotated[list[str], typer.Option("--kb", help="Knowledge base (repeat to search several).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+GeneratorOpt = Annotated[
+    str | None, typer.Option("--generator", help="Override CAIRN_GENERATOR, e.g. 'extractive:'.")
+]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def display_source(source: str) -> str:
+    try:
+        return os.path.relpath(source)
+    except ValueError:
+        return source
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder (or file) to ingest.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to ingest into.")] = "default",
+    full: Annotated[bool, typer.Option("--full", help="Re-index every file, changed or not.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Index a folder incrementally: new and changed files are (re)indexed, removed files deleted."""
+    want_json_errors(json_out)
+    cairn = open_cairn()
+    total = 1 if path.is_file() else sum(1 for _ in iter_files(path)) if path.is_dir() else 0
+    with Progress(
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        disable=json_out or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def on_file(item: FileReport) -> None:
+            if item.status != "deleted":
+                progress.update(task, advance=1, description=os.path.basename(item.source))
+            if item.status in ("error", "skipped") and not json_out:
+                progress.console.print(
+                    f"[yellow]{item.status}[/] {display_source(item.source)}: {item.message}"
+                )
+            for warning in item.warnings:
+                if not json_out:
+                    progress.console.print(f"[yellow]warning[/] {warning}")
+
+        report = cairn.ingestor.sync_folder(path, kb, full=full, progress=on_file)
+    summary = report.to_json()
+    if json_out:
+        print_json(summary)
+    else:
+        out.print(
+            f"[bold]{kb}[/]: {summary['files']} files ({summary['added']} added, {summary['updated']} updated,"
+            f" {summary['unchanged']} unchanged, {summary['deleted']} deleted, {summary['skipped']} skipped,"
+            f" {summary['error']} errors), {summary['pages']} pages, {summary['chunks']} chunks in"
+            f" {summary['seconds']:.1f} s ({summary['pages_per_s'] or 0:.1f} pages/s)"
+        )
+    cairn.close()
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+def _print_sources(answer: Answer) -> None:
+    if not answer.citations:
+        return
+    out.print("\n[bold]Sources[/]")
+    for c in answer.citations:
+        page = f", page {c.page}" if c.page is not None else ""
+        out.print(f"  [{c.id}] {display_source(c.source)}{page}, chars {c.start}-{c.end}")
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    kb: KbOpt = ["default"],  # noqa: B006
+    questions: Annotated[
+        Path | None, typer.Option("--questions", help="Answer every line of this file in turn.")
+    ] = None,
+    json_out: JsonOpt = False,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
+    generator: GeneratorOpt = None,
+) -> None:
+    """Answer a question from the documents, with citations (or refuse)."""
+    want_json_errors(json_out)
+    batch = [question] if question else []
+    if questions is not None:
+        batch += [q.strip() for q in questions.read_text(encoding="utf-8").splitlines() if q.strip()]
+    if not batch:
+        raise typer.BadParameter("give a question or --questions FILE")
+    cairn = open_cairn(generator=generator)
+    answers = []
+    for i, text in enumerate(batch):
+        if json_out:
+            answers.append(cairn.engine.ask(text, kb).to_json())
+            continue
+        if len(batch) > 1:
+            out.print(f"{'' if i == 0 else chr(10)}[bold cyan]Q: {text}[/]")
+        answer = _stream_answer(cairn.engine.stream(text, kb), stream)
+        _print_sources(answer)
+    if json_out:
+        print_json(answers[0] if question and questions is None else answers)
+    cairn.close()
+
+
+def _stream_answer(events: object, stream: bool) -> Answer:
+    from cairn.answer.engine import AnswerEvent
+
+    final: Answer | None = None
+    for event in events:  # type: ignore[attr-defined]
+        assert isinstance(event, AnswerEvent)
+        if event.answer is not None:
+            final = event.answer
+        elif stream:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+    assert final is not None
+    if not stream or final.refused:
+        if stream:
+            sys.stdout.write("\r\033[K" if sys.stdout.isatty() else "\n")
+        sys.stdout.write(final.answer)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return final
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    kb: KbOpt = ["default"],  # noqa: B006
+    k: Annotated[int, typer.Option("--k", "-k", help="How many passages.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+    mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify with MMR.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the ranked passages retrieval finds, with scores."""
+    want_json_errors(json_out)
+    if mode not in ("hybrid", "bm25", "dense"):
+        raise typer.BadParameter("mode must be hybrid, bm25 or dense")
+    cairn = open_cairn()
+    config = cairn.retrieval_config.with_(top_k=k, mode=mode, mmr=mmr)
+    retrieval = cairn.retriever.search(query, kb, config)
+    if json_out:
+        print_json({"hits": [h.to_json() for h in retrieval.hits]})
+    else:
+        _print_hits(retrieval.hits)
+    cairn.close()
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    table = Table(show_lines=True)
+    for name in ("#", "score", "source", "page", "passage"):
+        table.add_column(name, overflow="fold")
+    for i, h in enumerate(hits, start=1):
+        snippet = " ".join(h.text.split())
+        table.add_row(
+            str(i),
+            f"{h.score:.3f}",
+            display_source(h.source),
+            "" if h.page is None else str(h.page),
+            snippet[:300] + ("…" if len(snippet) > 300 else ""),
+        )
+    out.print(table)
+
+
+@app.command()
+def chat(
+    kb: KbOpt = ["default"],  # noqa: B006
+    session: Annotated[str | None, typer.Option(help="Continue this chat session id.")] = None,
+    generator: GeneratorOpt = None,
+) -> None:
+    """Conversational Q&A: follow-up questions are rewritten with the history before retrieval."""
+    cairn = open_cairn(generator=generator)
+    session_id = session or cairn.chats.create(kb)
+    interactive = sys.stdin.isatty()
+    err.print(f"chat session {session_id} on {', '.join(kb)}. Empty line, 'exit' or Ctrl-D to leave.")
+    while True:
+        if interactive:
+            sys.stdout.write("\nyou> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        question = line.strip()
+        if not line or question.lower() in ("", "exit", "quit"):
+            break
+        history = cairn.chats.history(session_id, limit=2 * cairn.settings.history_turns)
+        sys.stdout.write("cairn> ")
+        answer = _stream_answer(cairn.engine.stream(question, kb, history=history), True)
+        _print_sources(answer)
+        cairn.chats.append(session_id, ChatMessage("user", question), ChatMessage("assistant", answer.answer))
+    cairn.close()
+
+
+@kb_app.command("list")
+def kb_list(json_out: JsonOpt = False) -> None:
+    """Knowledge bases with their document and chunk counts."""
+    cairn = open_cairn()
+    kbs = cairn.store.list_kbs()
+    if json_out:
+        print_json({"knowledge_bases": kbs})
+    else:
+        table = Table("name", "documents", "chunks")
+        for item in kbs:
+            table.add_row(item["name"], str(item["documents"]), str(item["chunks"]))
+        out.print(table)
+    cairn.close()
+
+
+@kb_app.command("docs")
+def kb_docs(
+    kb: Annotated[str, typer.Argument(help="Knowledge base.")] = "default", json_out: JsonOpt = False
+) -> None:
+    """Documents of a knowledge base with version and chunk counts."""
+    cairn = open_cairn()
+    cairn.store.kb_ids([kb])
+    docs = cairn.store.list_documents(kb)
+    if json_out:
+        print_json({"documents": [_doc_json(d) for d in docs]})
+    else:
+        table = Table("source", "title", "version", "chunks", "pages")
+        for d in docs:
+            table.add_row(
+                display_source(d.source), d.title[:60], str(d.version), str(d.chunks), str(d.pages or "")
+            )
+        out.print(table)
+    cairn.close()
+
+
+def _doc_json(d: object) -> dict[str, object]:
+    fields = ("id", "kb", "source", "title", "mime", "version", "chunks", "pages", "content_hash")
+    return {f: getattr(d, f) for f in fields}
+
+
+@kb_app.command("delete")
+def kb_delete(
+    kb: Annotated[str, typer.Argument(help="Knowledge base to delete with all its documents.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a knowledge base and everything indexed in it."""
+    if not yes:
+        typer.confirm(f"Delete knowledge base {kb!r} and all its documents?", abort=True)
+    cairn = open_cairn()
+    cairn.store.drop_kb(kb)
+    out.print(f"deleted {kb}")
+    cairn.close()

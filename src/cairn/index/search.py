@@ -1,0 +1,150 @@
+"""The read side of the index: BM25 and vector top-k, and hit hydration, all inside one snapshot.
+
+BM25 is Lucene's Okapi BM25 (idf ``log(1 + (N - df + 0.5) / (df + 0.5))``, tf part without the
+constant ``k1 + 1`` factor, as in Lucene 8+ and bm25s), computed in SQL
+from the postings table; collection statistics are those of the knowledge bases searched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from cairn.types import Hit
+
+_BM25_SQL = """
+WITH q AS (
+    SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)
+), stats AS (
+    SELECT coalesce(sum(chunk_count), 0)::float8 AS n,
+           coalesce(sum(total_length)::float8 / nullif(sum(chunk_count), 0), 1) AS avgdl
+      FROM kb_stats WHERE kb_id = ANY(%(kbs)s)
+), df AS (
+    SELECT term, count(*)::float8 AS df FROM postings
+     WHERE kb_id = ANY(%(kbs)s) AND term = ANY(%(terms)s) GROUP BY term
+)
+SELECT p.chunk_id,
+       sum(q.qtf * ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
+           * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / s.avgdl))) AS score
+  FROM postings p
+  JOIN q ON q.term = p.term
+  JOIN df ON df.term = p.term
+ CROSS JOIN stats s
+ WHERE p.kb_id = ANY(%(kbs)s) AND p.term = ANY(%(terms)s)
+ GROUP BY p.chunk_id
+ ORDER BY score DESC, p.chunk_id
+ LIMIT %(k)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BM25Params:
+    k1: float = 1.2
+    b: float = 0.75
+
+
+def bm25_search(
+    conn: psycopg.Connection,
+    kb_ids: Sequence[int],
+    terms: Sequence[str],
+    k: int,
+    params: BM25Params | None = None,
+) -> list[tuple[int, float]]:
+    """Top ``k`` chunk ids by BM25 for the analysed query ``terms`` (repeats weigh as in Lucene)."""
+    if not terms or not kb_ids:
+        return []
+    params = params or BM25Params()
+    counts = Counter(terms)
+    rows = conn.execute(
+        _BM25_SQL,
+        {
+            "terms": list(counts),
+            "qtf": list(counts.values()),
+            "kbs": list(kb_ids),
+            "k1": params.k1,
+            "b": params.b,
+            "k": k,
+        },
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def vector_search(
+    conn: psycopg.Connection,
+    kb_ids: Sequence[int],
+    vector: npt.NDArray[np.float32],
+    k: int,
+    *,
+    dim: int,
+    ef_search: int = 200,
+) -> list[tuple[int, float]]:
+    """Top ``k`` chunk ids by cosine similarity through the HNSW index (iterative scan keeps filtered recall)."""
+    if not kb_ids:
+        return []
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(ef_search, k)),))
+    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    rows = conn.execute(
+        f"SELECT id, embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM chunks"
+        f" WHERE kb_id = ANY(%(kbs)s) ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(k)s",
+        {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
+    ).fetchall()
+    hits = [(int(r[0]), 1.0 - float(r[1])) for r in rows]
+    hits.sort(key=lambda h: (-h[1], h[0]))
+    return hits
+
+
+def fetch_hits(
+    conn: psycopg.Connection,
+    chunk_ids: Sequence[int],
+    *,
+    query_vector: npt.NDArray[np.float32] | None = None,
+    dim: int = 0,
+    with_embeddings: bool = False,
+) -> dict[int, tuple[Hit, npt.NDArray[np.float32] | None]]:
+    """Hydrate chunk ids into :class:`Hit` records (score 0; the caller sets it).
+
+    With ``query_vector`` each hit gets ``scores['cosine']``, the calibrated relevance used for refusal.
+    """
+    if not chunk_ids:
+        return {}
+    cosine = "NULL::float8"
+    params: dict[str, Any] = {"ids": list(chunk_ids)}
+    if query_vector is not None:
+        cosine = f"1 - (c.embedding::vector({dim}) <=> %(q)s::vector({dim}))"
+        params["q"] = np.asarray(query_vector, dtype=np.float32)
+    embedding = "c.embedding" if with_embeddings else "NULL"
+    rows = conn.execute(
+        "SELECT c.id, c.document_id, d.source, c.text, c.start_char, c.end_char, c.page, d.title, kb.name,"
+        f" c.heading_path, d.version, {cosine}, {embedding}"
+        " FROM chunks c JOIN documents d ON d.id = c.document_id JOIN knowledge_bases kb ON kb.id = c.kb_id"
+        " WHERE c.id = ANY(%(ids)s)",
+        params,
+    ).fetchall()
+    out: dict[int, tuple[Hit, npt.NDArray[np.float32] | None]] = {}
+    for r in rows:
+        scores = {"version": float(r[10])}
+        if r[11] is not None:
+            scores["cosine"] = float(r[11])
+        hit = Hit(
+            chunk_id=int(r[0]),
+            document_id=int(r[1]),
+            source=r[2],
+            text=r[3],
+            start=int(r[4]),
+            end=int(r[5]),
+            page=r[6],
+            title=r[7],
+            kb=r[8],
+            heading_path=tuple(r[9] or ()),
+            score=0.0,
+            scores=scores,
+        )
+        vec = None if r[12] is None else np.asarray(r[12].to_numpy() if hasattr(r[12], "to_numpy") else r[12])
+        out[hit.chunk_id] = (hit, vec)
+    return out

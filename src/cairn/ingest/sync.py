@@ -1,0 +1,275 @@
+"""Incremental ingestion of a folder into a knowledge base.
+
+Files are hashed first, so unchanged ones cost one read; changed ones are parsed, chunked and
+embedded outside any transaction, then written in small batches, each batch one transaction.
+A crash therefore loses at most the batch in flight, and the index stays consistent.
+A file that fails to parse is reported and skipped; its last good version stays searchable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from cairn.errors import CairnError, InputError, NotFound
+from cairn.index.store import DocumentWrite, IndexStore
+from cairn.ingest.base import Chunker
+from cairn.models.base import Embedder
+from cairn.types import ParsedDocument
+
+log = logging.getLogger(__name__)
+
+Status = Literal["added", "updated", "unchanged", "deleted", "skipped", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    source: str
+    status: Status
+    chunks: int = 0
+    pages: int = 0
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class SyncReport:
+    kb: str
+    files: list[FileReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: Status) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def pages(self) -> int:
+        return sum(f.pages for f in self.files if f.status in ("added", "updated"))
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
+
+    @property
+    def ok(self) -> bool:
+        return self.count("error") == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kb": self.kb,
+            "files": len([f for f in self.files if f.status != "deleted"]),
+            **{s: self.count(s) for s in ("added", "updated", "unchanged", "deleted", "skipped", "error")},
+            "pages": self.pages,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "pages_per_s": round(self.pages / self.seconds, 2) if self.seconds > 0 else None,
+            "problems": [
+                {"source": f.source, "status": f.status, "message": f.message}
+                for f in self.files
+                if f.status in ("error", "skipped") or f.warnings
+            ],
+        }
+
+
+@dataclass(slots=True)
+class _Pending:
+    source: str
+    parsed: ParsedDocument
+    content_hash: str
+    size: int
+    metadata: dict[str, Any]
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Regular files under ``root`` in a stable order; hidden entries and links leaving the root are skipped."""
+    root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root) or not target.is_file():
+                    log.warning("skipping %s: symlink leaves the ingest root", path)
+                    continue
+            if path.is_file():
+                yield path
+
+
+class Ingestor:
+    """Parses, chunks, embeds and stores documents; shared by the CLI, the server and the evaluator."""
+
+    def __init__(
+        self,
+        store: IndexStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        *,
+        max_bytes: int = 100 * 1024 * 1024,
+        batch_chunks: int = 256,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+        self.max_bytes = max_bytes
+        self.batch_chunks = batch_chunks
+
+    def _bind(self, kb: str) -> None:
+        self.store.ensure_kb(kb)
+        self.embedder.warm_up()
+        self.store.bind_embedder(self.embedder.name, self.embedder.dim)
+
+    def sync_folder(
+        self,
+        root: Path,
+        kb: str,
+        *,
+        full: bool = False,
+        prune: bool = True,
+        progress: Callable[[FileReport], None] | None = None,
+    ) -> SyncReport:
+        """Make ``kb`` reflect the files under ``root``: add new, replace changed, delete removed."""
+        from cairn.ingest.parse import parse_bytes
+
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise NotFound(f"{root} does not exist")
+        started = time.perf_counter()
+        self._bind(kb)
+        report = SyncReport(kb=kb)
+        known = self.store.content_hashes(kb)
+        emit = _emitter(report, progress)
+        paths = [root.resolve()] if root.is_file() else list(iter_files(root))
+        seen: set[str] = set()
+        pending: list[_Pending] = []
+        for path in paths:
+            source = str(path.resolve())
+            seen.add(source)
+            try:
+                size = path.stat().st_size
+                if size > self.max_bytes:
+                    raise InputError(
+                        f"{path.name}: {size / 1e6:.1f} MB exceeds the {self.max_bytes / 1e6:.0f} MB limit"
+                    )
+                data = path.read_bytes()
+            except (OSError, InputError) as exc:
+                emit(FileReport(source, "error", message=_reason(exc)))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if not full and known.get(source) == digest:
+                emit(FileReport(source, "unchanged"))
+                continue
+            try:
+                parsed = parse_bytes(data, path.name)
+            except CairnError as exc:
+                status: Status = "skipped" if exc.status == 415 else "error"
+                emit(FileReport(source, status, message=exc.message))
+                continue
+            pending.append(_Pending(source, parsed, digest, len(data), {"filename": path.name}))
+            if sum(max(1, len(p.parsed.text) // 1000) for p in pending) >= self.batch_chunks:
+                self._flush(kb, pending, full, emit)
+                pending = []
+        self._flush(kb, pending, full, emit)
+        if prune and root.is_dir():
+            prefix = str(root.resolve()) + os.sep
+            gone = sorted(s for s in known if s.startswith(prefix) and s not in seen)
+            self.store.delete_documents(kb, gone)
+            for source in gone:
+                emit(FileReport(source, "deleted"))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(
+        self,
+        kb: str,
+        documents: Iterable[tuple[str, ParsedDocument]],
+        *,
+        full: bool = False,
+        progress: Callable[[FileReport], None] | None = None,
+    ) -> SyncReport:
+        """Index already-parsed documents keyed by ``source`` (evaluation corpora, API uploads)."""
+        started = time.perf_counter()
+        self._bind(kb)
+        report = SyncReport(kb=kb)
+        emit = _emitter(report, progress)
+        known = {} if full else self.store.content_hashes(kb)
+        pending: list[_Pending] = []
+        for source, parsed in documents:
+            digest = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
+            if known.get(source) == digest:
+                emit(FileReport(source, "unchanged"))
+                continue
+            pending.append(_Pending(source, parsed, digest, len(parsed.text.encode("utf-8")), {}))
+            if len(pending) >= self.batch_chunks:
+                self._flush(kb, pending, full, emit)
+                pending = []
+        self._flush(kb, pending, full, emit)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _flush(
+        self, kb: str, pending: Sequence[_Pending], full: bool, emit: Callable[[FileReport], None]
+    ) -> None:
+        if not pending:
+            return
+        drafts = [self.chunker.chunk(p.parsed) for p in pending]
+        flat = [c.text for chunks in drafts for c in chunks]
+        vectors = (
+            self.embedder.embed_documents(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
+        )
+        writes, offset = [], 0
+        for item, chunks in zip(pending, drafts, strict=True):
+            writes.append(
+                DocumentWrite(
+                    source=item.source,
+                    parsed=item.parsed,
+                    chunks=chunks,
+                    embeddings=vectors[offset : offset + len(chunks)],
+                    content_hash=item.content_hash,
+                    size_bytes=item.size,
+                    metadata=item.metadata,
+                )
+            )
+            offset += len(chunks)
+        results = self.store.write_documents(kb, writes, force=full)
+        for item, result in zip(pending, results, strict=True):
+            status: Status = result.status  # type: ignore[assignment]
+            message = "" if result.chunks else "no extractable text"
+            emit(
+                FileReport(
+                    item.source,
+                    status,
+                    chunks=result.chunks,
+                    pages=max(1, len(item.parsed.pages)),
+                    message=message,
+                    warnings=item.parsed.warnings,
+                )
+            )
+
+
+def _emitter(
+    report: SyncReport, progress: Callable[[FileReport], None] | None
+) -> Callable[[FileReport], None]:
+    def emit(item: FileReport) -> None:
+        report.files.append(item)
+        if item.status == "error":
+            log.warning("%s: %s", item.source, item.message)
+        if progress is not None:
+            progress(item)
+
+    return emit
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CairnError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,19 @@
+"""Registers the built-in backends, the same way a third-party ``cairn.plugins`` entry point would."""
+
+from __future__ import annotations
+
+import importlib
+
+BUILTIN_MODULES = (
+    "cairn.ingest.loaders",
+    "cairn.models.onnx_embedder",
+    "cairn.models.openai_compat",
+    "cairn.models.llama_local",
+    "cairn.testing.fakes",
+)
+
+
+def register_builtins() -> None:
+    """Importing each module runs its ``@REGISTRY.register(...)`` decorators."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,123 @@
+"""Typed settings, read from ``CAIRN_*`` environment variables and an optional ``cairn.toml``.
+
+Built by :func:`get_settings` on demand, never at import, so tests and servers can hold several
+configurations side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cairn.errors import ConfigError
+
+DEFAULT_EMBEDDER = "onnx:all-minilm-l6-v2"
+DEFAULT_GENERATOR = "local:qwen2.5-1.5b-instruct"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("CAIRN_CONFIG")
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path.cwd() / "cairn.toml", _default_home() / "cairn.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("CAIRN_HOME") or Path.home() / ".cairn").expanduser()
+
+
+class Settings(BaseSettings):
+    """Every knob of cairn; ``docs/configuration.md`` documents each one (a test checks that)."""
+
+    model_config = SettingsConfigDict(env_prefix="CAIRN_", extra="ignore", validate_default=True)
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses unsafe defaults."
+    )
+    home: Path = Field(default_factory=_default_home, description="Data directory: database, models, logs.")
+    database_url: str | None = Field(
+        None, description="`postgresql://…` of a server with pgvector; unset = embedded Postgres under home."
+    )
+    embedder: str = Field(DEFAULT_EMBEDDER, description="Embedding backend location (see docs/backends.md).")
+    generator: str = Field(DEFAULT_GENERATOR, description="Answer generator location (see docs/backends.md).")
+    openai_api_key: SecretStr | None = Field(
+        None, description="Bearer token for OpenAI-compatible servers (falls back to OPENAI_API_KEY)."
+    )
+    request_timeout_s: float = Field(120.0, gt=0, description="Timeout for calls to model servers.")
+    chunk_size: int = Field(1200, ge=100, le=20000, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(150, ge=0, description="Characters shared by consecutive chunks.")
+    max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped with an error.")
+    candidates: int = Field(100, ge=1, le=2000, description="Candidates each retriever contributes to fusion.")
+    top_k: int = Field(5, ge=1, le=50, description="Passages given to the answer stage.")
+    fusion: Literal["rrf", "convex"] = Field("convex", description="How BM25 and dense lists are fused.")
+    fusion_alpha: float = Field(
+        0.5, ge=0, le=1, description="Weight of the dense list in convex fusion (BM25 gets 1 - alpha)."
+    )
+    rrf_k: int = Field(60, ge=1, description="The k constant of reciprocal rank fusion.")
+    mmr: bool = Field(False, description="Re-order the final passages with maximal marginal relevance.")
+    mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR trade-off: 1 = relevance only.")
+    hnsw_ef_search: int = Field(200, ge=10, le=1000, description="pgvector HNSW ef_search at query time.")
+    min_relevance: float = Field(
+        0.35, ge=0, le=1, description="Refuse without calling the LLM when no passage is this relevant."
+    )
+    max_context_chars: int = Field(6000, ge=500, description="Budget of passage text sent to the generator.")
+    max_answer_tokens: int = Field(300, ge=16, le=4096, description="Generation limit for answers.")
+    history_turns: int = Field(4, ge=0, le=50, description="Chat turns used to rewrite a follow-up.")
+    log_level: str = Field("WARNING", description="Python logging level for cairn.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.environment == "production" and self.database_url is None:
+            raise ValueError("production needs CAIRN_DATABASE_URL: the embedded Postgres is for one machine")
+        return self
+
+    def api_key(self) -> str | None:
+        if self.openai_api_key is not None:
+            return self.openai_api_key.get_secret_value()
+        return os.environ.get("OPENAI_API_KEY")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, the config file and explicit ``overrides``."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc
