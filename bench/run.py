@@ -44,7 +44,10 @@ def bench_beir(cairn: Cairn, name: str, limit: int | None) -> list[dict[str, obj
     kb = kb_name_for(dataset)
     t = time.perf_counter()
     report = cairn.ingestor.ingest_documents(kb, dataset.corpus())
-    print(f"- {name}: indexed {report.count('added')} new documents in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    print(
+        f"- {name}: indexed {report.count('added')} new documents in {time.perf_counter() - t:.0f} s",
+        file=sys.stderr,
+    )
     rows = []
     base: RetrievalConfig = cairn.retrieval_config
     for label, changes in VARIANTS.items():

@@ -14,6 +14,7 @@ import pytest
 
 from cairn.assistant import Cairn
 from cairn.settings import get_settings
+from cairn.testing.postgres import with_database
 
 BACKENDS = ("embedded", "tcp")
 
@@ -56,14 +57,6 @@ def pg_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     tcp.stop()
 
 
-def _with_database(admin_url: str, name: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = name
-    return make_conninfo(**params)
-
-
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, pg_servers: dict[str, str]) -> Iterator[str]:
     """A fresh, empty database on each backend; dropped afterwards."""
@@ -71,7 +64,7 @@ def database_url(request: pytest.FixtureRequest, pg_servers: dict[str, str]) -> 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield _with_database(admin, name)
+    yield with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

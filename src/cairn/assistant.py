@@ -50,9 +50,7 @@ class Cairn:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(
-            self.store, self.embedder, self.chunker, max_bytes=int(self.settings.max_file_mb * 1024 * 1024)
-        )
+        return Ingestor(self.store, self.embedder, self.chunker, max_bytes=int(self.settings.max_file_mb * 1024 * 1024))
 
     @cached_property
     def retrieval_config(self) -> RetrievalConfig:

@@ -23,10 +23,10 @@ def load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
     from cairn.plugins import register_builtins
 
     register_builtins()
+    _plugins_loaded = True
     for ep in entry_points(group="cairn.plugins"):
         if ep.value == "cairn.plugins:register_builtins":
             continue

@@ -68,11 +68,13 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="The k constant of reciprocal rank fusion.")
     mmr: bool = Field(False, description="Re-order the final passages with maximal marginal relevance.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR trade-off: 1 = relevance only.")
+    bm25_k1: float = Field(0.9, ge=0, le=5, description="BM25 term-frequency saturation (k1).")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation (b).")
     hnsw_ef_search: int = Field(200, ge=10, le=1000, description="pgvector HNSW ef_search at query time.")
     min_relevance: float = Field(
         0.35, ge=0, le=1, description="Refuse without calling the LLM when no passage is this relevant."
     )
-    max_context_chars: int = Field(6000, ge=500, description="Budget of passage text sent to the generator.")
+    max_context_chars: int = Field(3500, ge=500, description="Budget of passage text sent to the generator.")
     max_answer_tokens: int = Field(300, ge=16, le=4096, description="Generation limit for answers.")
     history_turns: int = Field(4, ge=0, le=50, description="Chat turns used to rewrite a follow-up.")
     log_level: str = Field("WARNING", description="Python logging level for cairn.")

@@ -40,7 +40,7 @@ _PRONOUNS = frozenset("it its this that these those they them their there he she
 
 
 class LLMAnswerer:
-    def __init__(self, generator: Generator, *, max_tokens: int = 300, context_chars: int = 6000) -> None:
+    def __init__(self, generator: Generator, *, max_tokens: int = 300, context_chars: int = 3500) -> None:
         self.generator = generator
         self.name = generator.name
         self.max_tokens = max_tokens
@@ -67,9 +67,7 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
-    def __init__(
-        self, embedder: Embedder, analyzer: Analyzer | None = None, *, max_sentences: int = 2
-    ) -> None:
+    def __init__(self, embedder: Embedder, analyzer: Analyzer | None = None, *, max_sentences: int = 2) -> None:
         self.embedder = embedder
         self.analyzer = analyzer or Analyzer()
         self.max_sentences = max_sentences
@@ -78,12 +76,7 @@ class ExtractiveAnswerer:
         self.embedder.warm_up()
 
     def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
-        candidates: list[tuple[int, str]] = []
-        for i, hit in enumerate(hits[:5], start=1):
-            for start, end in split_sentences(hit.text):
-                sentence = " ".join(hit.text[start:end].split())
-                if len(sentence) >= 12:
-                    candidates.append((i, sentence))
+        candidates = [(i, sentence) for i, hit in enumerate(hits[:5], start=1) for sentence in _sentences(hit.text)]
         if not candidates:
             yield prompts.NOT_FOUND
             return
@@ -91,9 +84,7 @@ class ExtractiveAnswerer:
         qvec = self.embedder.embed_query(question)
         vectors = self.embedder.embed_documents([s for _, s in candidates])
         cos = vectors @ qvec
-        coverage = np.array(
-            [len(q_terms & set(self.analyzer.terms(s))) / max(1, len(q_terms)) for _, s in candidates]
-        )
+        coverage = np.array([len(q_terms & set(self.analyzer.terms(s))) / max(1, len(q_terms)) for _, s in candidates])
         score = 0.6 * cos + 0.4 * coverage
         order = [int(j) for j in np.argsort(-score, kind="stable")]
         best = float(score[order[0]])
@@ -102,8 +93,7 @@ class ExtractiveAnswerer:
         parts = []
         for j in chosen:
             passage, sentence = candidates[j]
-            body = sentence[:-1] if sentence[-1:] in ".!?" else sentence
-            parts.append(f"{body} [{passage}].")
+            parts.append(f"{sentence.rstrip('.!?;:, ')} [{passage}].")
         yield " ".join(parts)
 
     def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
@@ -115,6 +105,20 @@ class ExtractiveAnswerer:
         if words & _PRONOUNS or len(self.analyzer.terms(question)) <= 2:
             return f"{question} ({previous})"
         return question
+
+
+def _sentences(text: str) -> list[str]:
+    """Candidate answer sentences: line by line (tables, lists), then by sentence; headings and rules dropped."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip().strip("|").strip()
+        if len(line) < 20 or line.startswith("#") or set(line) <= set("-|: "):
+            continue
+        for start, end in split_sentences(line):
+            sentence = " ".join(line[start:end].split())
+            if len(sentence) >= 20:
+                out.append(sentence)
+    return out
 
 
 @ANSWERERS.register("extractive")

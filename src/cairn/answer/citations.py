@@ -45,28 +45,43 @@ def clean_markers(text: str, n_passages: int) -> tuple[str, list[int]]:
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), used
 
 
-def attribute(text: str, hits: Sequence[Hit], analyzer: Analyzer, *, min_overlap: float = 0.5) -> str:
-    """Append a marker to sentences that have none but whose terms mostly occur in one passage."""
+def attribute(
+    text: str, hits: Sequence[Hit], analyzer: Analyzer, *, min_overlap: float = 0.5, also_supports: float = 0.8
+) -> str:
+    """Make citations complete: every sentence names the passages that state it.
+
+    A sentence without a marker gets the passage that covers most of its terms (at least
+    ``min_overlap``); any sentence also gets every other passage that covers ``also_supports`` of its
+    terms, so a claim found in two documents cites both, whatever the model wrote.
+    """
     passage_terms = [set(analyzer.terms(h.text)) for h in hits]
     out: list[str] = []
     for start, end in split_sentences(text):
         sentence = text[start:end]
-        terms = set(analyzer.terms(sentence))
-        if MARKER.search(sentence) or not terms:
+        terms = set(analyzer.terms(MARKER.sub("", sentence)))
+        if not terms:
             out.append(sentence)
             continue
-        best, best_overlap = -1, 0.0
-        for i, pterms in enumerate(passage_terms):
-            overlap = len(terms & pterms) / len(terms)
-            if overlap > best_overlap:
-                best, best_overlap = i, overlap
-        if best >= 0 and best_overlap >= min_overlap:
-            stripped = sentence.rstrip()
-            tail = stripped[-1] if stripped[-1:] in ".!?" else ""
-            body = stripped[:-1] if tail else stripped
-            sentence = f"{body} [{best + 1}]{tail}"
+        cited = {int(x) for m in MARKER.finditer(sentence) for x in re.split(r"\s*,\s*", m[1])}
+        overlaps = [len(terms & p) / len(terms) for p in passage_terms]
+        add = [i + 1 for i, o in enumerate(overlaps) if o >= also_supports and i + 1 not in cited]
+        if not cited and not add and overlaps and max(overlaps) >= min_overlap:
+            add = [overlaps.index(max(overlaps)) + 1]
+        if add:
+            sentence = _append_markers(sentence, sorted(add))
         out.append(sentence)
     return " ".join(out)
+
+
+def _append_markers(sentence: str, ids: Sequence[int]) -> str:
+    """Put markers before the sentence's final punctuation and after any markers already there."""
+    stripped = sentence.rstrip()
+    match = re.search(r"((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s*([.!?]?)((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)$", stripped)
+    assert match is not None  # the pattern can match the empty string at the end
+    body = stripped[: match.start()]
+    existing = (match[1] + match[3]).replace(" ", "")
+    new = "".join(f"[{i}]" for i in ids)
+    return f"{body} {existing}{new}{match[2]}"
 
 
 def build_citations(ids: Sequence[int], hits: Sequence[Hit]) -> tuple[Citation, ...]:

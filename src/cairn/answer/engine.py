@@ -35,7 +35,7 @@ class AnswerEngine:
         answerer: Answerer,
         *,
         min_relevance: float = 0.35,
-        context_chars: int = 6000,
+        context_chars: int = 3500,
         history_turns: int = 4,
     ) -> None:
         self.retriever = retriever
@@ -96,12 +96,9 @@ class AnswerEngine:
         text, used = clean_markers("".join(pieces), len(passages))
         if _is_refusal(text):
             timings["total"] = _ms(started)
-            yield AnswerEvent(
-                "done", answer=self._refusal(query, retrieval.hits, timings, model=self.answerer.name)
-            )
+            yield AnswerEvent("done", answer=self._refusal(query, retrieval.hits, timings, model=self.answerer.name))
             return
-        if not used:
-            text, used = clean_markers(attribute(text, passages, self.retriever.analyzer), len(passages))
+        text, used = clean_markers(attribute(text, passages, self.retriever.analyzer), len(passages))
         timings["total"] = _ms(started)
         answer = Answer(
             answer=text,
@@ -117,9 +114,7 @@ class AnswerEngine:
     def _refusal(self, query: str, hits: Sequence[Hit], timings: dict[str, float], model: str = "") -> Answer:
         sources = list(dict.fromkeys(prompts.source_label(h) for h in hits))[:3]
         searched = f" I searched for {query!r}"
-        searched += (
-            f"; the closest passages were in {', '.join(sources)}." if sources else "; nothing matched."
-        )
+        searched += f"; the closest passages were in {', '.join(sources)}." if sources else "; nothing matched."
         return Answer(
             answer=prompts.NOT_FOUND + searched,
             refused=True,

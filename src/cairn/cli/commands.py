@@ -19,9 +19,7 @@ from cairn.types import Answer, ChatMessage, Hit
 
 KbOpt = Annotated[list[str], typer.Option("--kb", help="Knowledge base (repeat to search several).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-GeneratorOpt = Annotated[
-    str | None, typer.Option("--generator", help="Override CAIRN_GENERATOR, e.g. 'extractive:'.")
-]
+GeneratorOpt = Annotated[str | None, typer.Option("--generator", help="Override CAIRN_GENERATOR, e.g. 'extractive:'.")]
 
 out = Console()
 err = Console(stderr=True)
@@ -58,11 +56,9 @@ def ingest(
 
         def on_file(item: FileReport) -> None:
             if item.status != "deleted":
-                progress.update(task, advance=1, description=os.path.basename(item.source))
+                progress.update(task, advance=1, description=Path(item.source).name)
             if item.status in ("error", "skipped") and not json_out:
-                progress.console.print(
-                    f"[yellow]{item.status}[/] {display_source(item.source)}: {item.message}"
-                )
+                progress.console.print(f"[yellow]{item.status}[/] {display_source(item.source)}: {item.message}")
             for warning in item.warnings:
                 if not json_out:
                     progress.console.print(f"[yellow]warning[/] {warning}")
@@ -137,9 +133,7 @@ def _stream_answer(events: object, stream: bool) -> Answer:
             sys.stdout.write(event.text)
             sys.stdout.flush()
     assert final is not None
-    if not stream or final.refused:
-        if stream:
-            sys.stdout.write("\r\033[K" if sys.stdout.isatty() else "\n")
+    if not stream:
         sys.stdout.write(final.answer)
     sys.stdout.write("\n")
     sys.stdout.flush()
@@ -228,9 +222,7 @@ def kb_list(json_out: JsonOpt = False) -> None:
 
 
 @kb_app.command("docs")
-def kb_docs(
-    kb: Annotated[str, typer.Argument(help="Knowledge base.")] = "default", json_out: JsonOpt = False
-) -> None:
+def kb_docs(kb: Annotated[str, typer.Argument(help="Knowledge base.")] = "default", json_out: JsonOpt = False) -> None:
     """Documents of a knowledge base with version and chunk counts."""
     cairn = open_cairn()
     cairn.store.kb_ids([kb])
@@ -240,9 +232,7 @@ def kb_docs(
     else:
         table = Table("source", "title", "version", "chunks", "pages")
         for d in docs:
-            table.add_row(
-                display_source(d.source), d.title[:60], str(d.version), str(d.chunks), str(d.pages or "")
-            )
+            table.add_row(display_source(d.source), d.title[:60], str(d.version), str(d.chunks), str(d.pages or ""))
         out.print(table)
     cairn.close()
 

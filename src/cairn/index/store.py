@@ -88,9 +88,7 @@ class IndexStore:
 
     def kb_ids(self, names: Sequence[str]) -> list[int]:
         with self.db.connection() as conn:
-            rows = conn.execute(
-                "SELECT name, id FROM knowledge_bases WHERE name = ANY(%s)", (list(names),)
-            ).fetchall()
+            rows = conn.execute("SELECT name, id FROM knowledge_bases WHERE name = ANY(%s)", (list(names),)).fetchall()
         found = dict(rows)
         missing = [n for n in names if n not in found]
         if missing:
@@ -143,14 +141,10 @@ class IndexStore:
         kb_id = self.kb_ids([kb])[0]
         with self.db.connection() as conn:
             return dict(
-                conn.execute(
-                    "SELECT source, content_hash FROM documents WHERE kb_id = %s", (kb_id,)
-                ).fetchall()
+                conn.execute("SELECT source, content_hash FROM documents WHERE kb_id = %s", (kb_id,)).fetchall()
             )
 
-    def write_documents(
-        self, kb: str, docs: Sequence[DocumentWrite], *, force: bool = False
-    ) -> list[WriteResult]:
+    def write_documents(self, kb: str, docs: Sequence[DocumentWrite], *, force: bool = False) -> list[WriteResult]:
         """Store new versions of ``docs`` in one transaction; unchanged content is left alone unless ``force``."""
         if not docs:
             return []
@@ -159,15 +153,11 @@ class IndexStore:
         with self.db.connection() as conn, conn.transaction():
             for doc in docs:
                 if len(doc.chunks) != len(doc.embeddings):
-                    raise InputError(
-                        f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.embeddings)} vectors"
-                    )
+                    raise InputError(f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.embeddings)} vectors")
                 results.append(self._write_one(conn, kb_id, doc, force))
         return results
 
-    def _write_one(
-        self, conn: psycopg.Connection, kb_id: int, doc: DocumentWrite, force: bool
-    ) -> WriteResult:
+    def _write_one(self, conn: psycopg.Connection, kb_id: int, doc: DocumentWrite, force: bool) -> WriteResult:
         parsed = doc.parsed
         values = (
             parsed.title,
@@ -196,12 +186,8 @@ class IndexStore:
             assert row is not None
             document_id = int(row[0])
             if row[1] == doc.content_hash and not force:
-                count = conn.execute(
-                    "SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)
-                ).fetchone()
-                return WriteResult(
-                    doc.source, "unchanged", document_id, int(row[2]), int(count[0]) if count else 0
-                )
+                count = conn.execute("SELECT count(*) FROM chunks WHERE document_id = %s", (document_id,)).fetchone()
+                return WriteResult(doc.source, "unchanged", document_id, int(row[2]), int(count[0]) if count else 0)
             conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
             version_row = conn.execute(
                 "UPDATE documents SET title = %s, mime = %s, content_hash = %s, size_bytes = %s, page_count = %s,"
@@ -214,9 +200,7 @@ class IndexStore:
         self._insert_chunks(conn, kb_id, document_id, doc)
         return WriteResult(doc.source, status, document_id, version, len(doc.chunks))
 
-    def _insert_chunks(
-        self, conn: psycopg.Connection, kb_id: int, document_id: int, doc: DocumentWrite
-    ) -> None:
+    def _insert_chunks(self, conn: psycopg.Connection, kb_id: int, document_id: int, doc: DocumentWrite) -> None:
         if not doc.chunks:
             return
         ids = [
@@ -231,9 +215,7 @@ class IndexStore:
                 "COPY chunks (id, document_id, kb_id, ordinal, text, start_char, end_char, page, heading_path,"
                 " length, embedding) FROM STDIN"
             ) as copy:
-                for chunk_id, chunk, (_, length), vector in zip(
-                    ids, doc.chunks, analysed, doc.embeddings, strict=True
-                ):
+                for chunk_id, chunk, (_, length), vector in zip(ids, doc.chunks, analysed, doc.embeddings, strict=True):
                     copy.write_row(
                         (
                             chunk_id,
@@ -259,9 +241,7 @@ class IndexStore:
             return 0
         kb_id = self.kb_ids([kb])[0]
         with self.db.connection() as conn, conn.transaction():
-            cur = conn.execute(
-                "DELETE FROM documents WHERE kb_id = %s AND source = ANY(%s)", (kb_id, list(sources))
-            )
+            cur = conn.execute("DELETE FROM documents WHERE kb_id = %s AND source = ANY(%s)", (kb_id, list(sources)))
             return cur.rowcount
 
     def list_documents(self, kb: str | None = None) -> list[DocumentInfo]:

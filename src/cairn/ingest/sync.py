@@ -23,7 +23,7 @@ from cairn.errors import CairnError, InputError, NotFound
 from cairn.index.store import DocumentWrite, IndexStore
 from cairn.ingest.base import Chunker
 from cairn.models.base import Embedder
-from cairn.types import ParsedDocument
+from cairn.types import ChunkDraft, ParsedDocument
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +216,12 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _flush(
-        self, kb: str, pending: Sequence[_Pending], full: bool, emit: Callable[[FileReport], None]
-    ) -> None:
+    def _flush(self, kb: str, pending: Sequence[_Pending], full: bool, emit: Callable[[FileReport], None]) -> None:
         if not pending:
             return
         drafts = [self.chunker.chunk(p.parsed) for p in pending]
-        flat = [c.text for chunks in drafts for c in chunks]
-        vectors = (
-            self.embedder.embed_documents(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
-        )
+        flat = [embedding_text(p.parsed, c) for p, chunks in zip(pending, drafts, strict=True) for c in chunks]
+        vectors = self.embedder.embed_documents(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
         writes, offset = [], 0
         for item, chunks in zip(pending, drafts, strict=True):
             writes.append(
@@ -256,9 +252,17 @@ class Ingestor:
             )
 
 
-def _emitter(
-    report: SyncReport, progress: Callable[[FileReport], None] | None
-) -> Callable[[FileReport], None]:
+def embedding_text(parsed: ParsedDocument, chunk: ChunkDraft) -> str:
+    """The chunk as the embedder sees it: prefixed with its document title and section path.
+
+    A chunk cut from the middle of a document often never names its subject; the header puts it
+    back (a "contextual chunk header"), so the vector matches questions about that subject.
+    """
+    header = [h for h in (parsed.title, *chunk.heading_path) if h and h not in chunk.text[: len(h) + 200]]
+    return " > ".join(dict.fromkeys(header)) + "\n" + chunk.text if header else chunk.text
+
+
+def _emitter(report: SyncReport, progress: Callable[[FileReport], None] | None) -> Callable[[FileReport], None]:
     def emit(item: FileReport) -> None:
         report.files.append(item)
         if item.status == "error":

