@@ -48,3 +48,16 @@ def test_public_api() -> None:
     assert sorted(cairn.__all__) == ["CairnError", "Settings", "__version__", "get_settings"]
     for name in cairn.__all__:
         assert getattr(cairn, name) is not None
+
+
+def test_import_is_cheap() -> None:
+    """Importing cairn must not pull in settings machinery, models or database drivers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cairn; heavy = [m for m in ('pydantic_settings', 'numpy', 'onnxruntime', 'llama_cpp',"
+        " 'psycopg', 'torch') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -15,6 +15,7 @@ from cairn.answer.answerers import Answerer
 from cairn.answer.citations import attribute, build_citations, clean_markers
 from cairn.answer.relevance import relevant_hits
 from cairn.answer.stream_filter import filter_markers
+from cairn.index.search import Filters
 from cairn.retrieve.hybrid import HybridRetriever, RetrievalConfig
 from cairn.types import Answer, ChatMessage, Hit
 
@@ -55,8 +56,9 @@ class AnswerEngine:
         *,
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
+        filters: Filters | None = None,
     ) -> Answer:
-        for event in self.stream(question, kbs, history=history, config=config):
+        for event in self.stream(question, kbs, history=history, config=config, filters=filters):
             if event.answer is not None:
                 return event.answer
         raise AssertionError("stream ended without an answer")  # pragma: no cover
@@ -68,6 +70,7 @@ class AnswerEngine:
         *,
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
+        filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -76,7 +79,7 @@ class AnswerEngine:
             t = time.perf_counter()
             query = self.answerer.rewrite(query, list(history)[-2 * self.history_turns :])
             timings["rewrite"] = _ms(t)
-        retrieval = self.retriever.search(query, kbs, config)
+        retrieval = self.retriever.search(query, kbs, config, filters=filters)
         timings.update(retrieval.timings_ms)
         relevant = relevant_hits(query, retrieval.hits, self.retriever.analyzer, self.min_relevance)
         if not relevant:

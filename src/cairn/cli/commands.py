@@ -14,11 +14,16 @@ from rich.table import Table
 
 from cairn.cli.app import app, kb_app, print_json, want_json_errors
 from cairn.cli.context import open_cairn
+from cairn.index.search import Filters
 from cairn.ingest.sync import FileReport, iter_files
 from cairn.types import Answer, ChatMessage, Hit
 
 KbOpt = Annotated[list[str], typer.Option("--kb", help="Knowledge base (repeat to search several).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SourceOpt = Annotated[
+    list[str] | None, typer.Option("--source", help="Only documents whose path matches this glob (repeatable).")
+]
+MimeOpt = Annotated[list[str] | None, typer.Option("--mime", help="Only documents of this MIME type (repeatable).")]
 GeneratorOpt = Annotated[str | None, typer.Option("--generator", help="Override CAIRN_GENERATOR, e.g. 'extractive:'.")]
 
 out = Console()
@@ -98,6 +103,8 @@ def ask(
     json_out: JsonOpt = False,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
     generator: GeneratorOpt = None,
+    source: SourceOpt = None,
+    mime: MimeOpt = None,
 ) -> None:
     """Answer a question from the documents, with citations (or refuse)."""
     want_json_errors(json_out)
@@ -107,18 +114,24 @@ def ask(
     if not batch:
         raise typer.BadParameter("give a question or --questions FILE")
     cairn = open_cairn(generator=generator)
+    filters = _filters(source, mime)
     answers = []
     for i, text in enumerate(batch):
         if json_out:
-            answers.append(cairn.engine.ask(text, kb).to_json())
+            answers.append(cairn.engine.ask(text, kb, filters=filters).to_json())
             continue
         if len(batch) > 1:
             out.print(f"{'' if i == 0 else chr(10)}[bold cyan]Q: {text}[/]")
-        answer = _stream_answer(cairn.engine.stream(text, kb), stream)
+        answer = _stream_answer(cairn.engine.stream(text, kb, filters=filters), stream)
         _print_sources(answer)
     if json_out:
         print_json(answers[0] if question and questions is None else answers)
     cairn.close()
+
+
+def _filters(source: list[str] | None, mime: list[str] | None) -> Filters | None:
+    filters = Filters(sources=tuple(source or ()), mimes=tuple(mime or ()))
+    return filters or None
 
 
 def _stream_answer(events: object, stream: bool) -> Answer:
@@ -147,6 +160,8 @@ def search(
     k: Annotated[int, typer.Option("--k", "-k", help="How many passages.")] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
     mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify with MMR.")] = None,
+    source: SourceOpt = None,
+    mime: MimeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the ranked passages retrieval finds, with scores."""
@@ -155,7 +170,7 @@ def search(
         raise typer.BadParameter("mode must be hybrid, bm25 or dense")
     cairn = open_cairn()
     config = cairn.retrieval_config.with_(top_k=k, mode=mode, mmr=mmr)
-    retrieval = cairn.retriever.search(query, kb, config)
+    retrieval = cairn.retriever.search(query, kb, config, filters=_filters(source, mime))
     if json_out:
         print_json({"hits": [h.to_json() for h in retrieval.hits]})
     else:

@@ -7,6 +7,7 @@ from the postings table; collection statistics are those of the knowledge bases 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,11 +37,63 @@ SELECT p.chunk_id,
   JOIN q ON q.term = p.term
   JOIN df ON df.term = p.term
  CROSS JOIN stats s
- WHERE p.kb_id = ANY(%(kbs)s) AND p.term = ANY(%(terms)s)
+ WHERE p.kb_id = ANY(%(kbs)s) AND p.term = ANY(%(terms)s){filter}
  GROUP BY p.chunk_id
  ORDER BY score DESC, p.chunk_id
  LIMIT %(k)s
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Metadata restrictions applied inside the SQL of every retriever (never after the top-k).
+
+    ``sources`` are shell-style globs on the document path (``*.pdf``, ``*/policies/*``); ``mimes``
+    exact MIME types; ``metadata`` key/value pairs the document's metadata must contain.
+    """
+
+    sources: tuple[str, ...] = ()
+    mimes: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.mimes or self.metadata)
+
+    def document_clause(self, alias: str = "d") -> tuple[str, dict[str, Any]]:
+        """A SQL condition on ``documents AS alias`` and its parameters."""
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        if self.sources:
+            parts.append(f"{alias}.source LIKE ANY(%(f_sources)s)")
+            params["f_sources"] = [glob_to_like(g) for g in self.sources]
+        if self.mimes:
+            parts.append(f"{alias}.mime = ANY(%(f_mimes)s)")
+            params["f_mimes"] = list(self.mimes)
+        if self.metadata:
+            parts.append(f"{alias}.metadata @> %(f_meta)s::jsonb")
+            params["f_meta"] = json.dumps(dict(self.metadata))
+        return " AND ".join(parts) or "TRUE", params
+
+
+def glob_to_like(pattern: str) -> str:
+    """Translate a glob to LIKE: ``*``/``?`` become ``%``/``_``, LIKE's own wildcards are escaped.
+
+    A relative pattern matches the end of the path (``*.pdf``, ``policies/*``); an absolute one the whole path.
+    """
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = escaped.replace("*", "%").replace("?", "_")
+    return like if like.startswith("/") else "%/" + like
+
+
+def _chunk_filter(filters: Filters | None, column: str) -> tuple[str, dict[str, Any]]:
+    if not filters:
+        return "", {}
+    clause, params = filters.document_clause()
+    return (
+        f" AND {column} IN (SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id"
+        f" WHERE c.kb_id = ANY(%(kbs)s) AND {clause})",
+        params,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +108,18 @@ def bm25_search(
     terms: Sequence[str],
     k: int,
     params: BM25Params | None = None,
+    filters: Filters | None = None,
 ) -> list[tuple[int, float]]:
     """Top ``k`` chunk ids by BM25 for the analysed query ``terms`` (repeats weigh as in Lucene)."""
     if not terms or not kb_ids:
         return []
     params = params or BM25Params()
     counts = Counter(terms)
+    where, extra = _chunk_filter(filters, "p.chunk_id")
     rows = conn.execute(
-        _BM25_SQL,
-        {
+        _BM25_SQL.replace("{filter}", where),
+        extra
+        | {
             "terms": list(counts),
             "qtf": list(counts.values()),
             "kbs": list(kb_ids),
@@ -83,16 +139,19 @@ def vector_search(
     *,
     dim: int,
     ef_search: int = 200,
+    filters: Filters | None = None,
 ) -> list[tuple[int, float]]:
     """Top ``k`` chunk ids by cosine similarity through the HNSW index (iterative scan keeps filtered recall)."""
     if not kb_ids:
         return []
     conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(ef_search, k)),))
     conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    where, extra = _chunk_filter(filters, "id")
     rows = conn.execute(
         f"SELECT id, embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM chunks"
-        f" WHERE kb_id = ANY(%(kbs)s) ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(k)s",
-        {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
+        f" WHERE kb_id = ANY(%(kbs)s){where}"
+        f" ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(k)s",
+        extra | {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
     ).fetchall()
     hits = [(int(r[0]), 1.0 - float(r[1])) for r in rows]
     hits.sort(key=lambda h: (-h[1], h[0]))

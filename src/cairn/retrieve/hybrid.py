@@ -16,7 +16,7 @@ import numpy as np
 from cairn.errors import InputError
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
-from cairn.index.search import BM25Params, bm25_search, fetch_hits, vector_search
+from cairn.index.search import BM25Params, Filters, bm25_search, fetch_hits, vector_search
 from cairn.index.store import IndexStore
 from cairn.models.base import Embedder
 from cairn.retrieve.fusion import convex, min_max, ranked, rrf
@@ -86,7 +86,14 @@ class HybridRetriever:
         self.db.warm_up()
         self.embedder.warm_up()
 
-    def search(self, query: str, kbs: Sequence[str], config: RetrievalConfig | None = None) -> Retrieval:
+    def search(
+        self,
+        query: str,
+        kbs: Sequence[str],
+        config: RetrievalConfig | None = None,
+        *,
+        filters: Filters | None = None,
+    ) -> Retrieval:
         cfg = config or self.config
         query = query.strip()
         if not query:
@@ -104,11 +111,13 @@ class HybridRetriever:
             lists: dict[str, list[tuple[int, float]]] = {}
             t1 = time.perf_counter()
             if cfg.mode in ("hybrid", "bm25"):
-                lists["bm25"] = bm25_search(conn, kb_ids, terms, cfg.candidates, cfg.bm25)
+                lists["bm25"] = bm25_search(conn, kb_ids, terms, cfg.candidates, cfg.bm25, filters)
             timings["bm25"] = _ms(t1)
             t2 = time.perf_counter()
             if cfg.mode in ("hybrid", "dense"):
-                lists["dense"] = vector_search(conn, kb_ids, qvec, cfg.candidates, dim=dim, ef_search=cfg.ef_search)
+                lists["dense"] = vector_search(
+                    conn, kb_ids, qvec, cfg.candidates, dim=dim, ef_search=cfg.ef_search, filters=filters
+                )
             timings["dense"] = _ms(t2)
             fused = _fuse(lists, cfg)
             top = fused[: max(pool, cfg.top_k)]

@@ -78,3 +78,24 @@ def test_corrupt_update_keeps_last_good_version(make_cairn: Callable[..., Cairn]
     report = cairn.ingestor.sync_folder(docs, "kb")
     assert _statuses(report)["a.html"] in ("error", "skipped")
     assert "vpn.example.com" in cairn.retriever.search("vpn gateway", ["kb"]).hits[0].text
+
+
+def test_metadata_filters_apply_inside_retrieval(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
+    from cairn.index.search import Filters
+
+    cairn = make_cairn()
+    docs = tmp_path / "docs"
+    _write(docs, "policies/leave.md", "# Leave\n\nAnnual leave is 30 days for every employee.")
+    _write(docs, "notes/leave.txt", "Annual leave notes: 30 days, ask your manager.")
+    _write(docs, "notes/100%_leave.txt", "Annual leave planning sheet.")
+    cairn.ingestor.sync_folder(docs, "kb")
+    assert len({h.source for h in cairn.retriever.search("annual leave", ["kb"]).hits}) == 3
+    only_md = cairn.retriever.search("annual leave", ["kb"], filters=Filters(mimes=("text/markdown",))).hits
+    assert {Path(h.source).name for h in only_md} == {"leave.md"}
+    under_notes = cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("notes/*",))).hits
+    assert {Path(h.source).name for h in under_notes} == {"leave.txt", "100%_leave.txt"}
+    literal = cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("100%_*",))).hits
+    assert {Path(h.source).name for h in literal} == {"100%_leave.txt"}
+    meta = cairn.retriever.search("annual leave", ["kb"], filters=Filters(metadata=(("filename", "leave.md"),))).hits
+    assert {Path(h.source).name for h in meta} == {"leave.md"}
+    assert cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("*.pdf",))).hits == []
