@@ -63,14 +63,11 @@ class Cairn:
     @cached_property
     def answerer(self) -> Answerer:
         location = self.settings.generator
+        location = location if ":" in location else location + ":"
         if scheme_of(location) in ANSWERERS.schemes():
             return ANSWERERS.create(location, embedder=self.embedder, settings=self.settings)
         generator = create_generator(location, settings=self.settings)
-        return LLMAnswerer(
-            generator,
-            max_tokens=self.settings.max_answer_tokens,
-            context_chars=self.settings.max_context_chars,
-        )
+        return LLMAnswerer(generator, max_tokens=self.settings.max_answer_tokens)
 
     @cached_property
     def engine(self) -> AnswerEngine:

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1200, ge=100, le=20000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(150, ge=0, description="Characters shared by consecutive chunks.")
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped with an error.")
-    candidates: int = Field(100, ge=1, le=2000, description="Candidates each retriever contributes to fusion.")
+    candidates: int = Field(100, ge=1, le=1000, description="Candidates each retriever contributes to fusion.")
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the answer stage.")
     fusion: Literal["rrf", "convex"] = Field("convex", description="How BM25 and dense lists are fused.")
     fusion_alpha: float = Field(
@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         if config is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return value.upper()
 
     @field_validator("home")
     @classmethod

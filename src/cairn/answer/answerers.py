@@ -40,18 +40,17 @@ _PRONOUNS = frozenset("it its this that these those they them their there he she
 
 
 class LLMAnswerer:
-    def __init__(self, generator: Generator, *, max_tokens: int = 300, context_chars: int = 3500) -> None:
+    def __init__(self, generator: Generator, *, max_tokens: int = 300) -> None:
         self.generator = generator
         self.name = generator.name
         self.max_tokens = max_tokens
-        self.context_chars = context_chars
-        self.last_passages = 0
 
     def warm_up(self) -> None:
         self.generator.warm_up()
 
     def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
-        messages, self.last_passages = prompts.answer_messages(question, hits, self.context_chars)
+        # The engine has already cut ``hits`` to its context budget: every one is numbered in the prompt.
+        messages = prompts.answer_messages(question, hits)
         yield from self.generator.stream(messages, max_tokens=self.max_tokens, temperature=0.0)
 
     def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:

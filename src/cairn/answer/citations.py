@@ -7,13 +7,13 @@ Small local models often forget or invent markers; what reaches the user must st
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from cairn.index.analyzer import Analyzer
 from cairn.types import Citation, Hit
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -40,9 +40,14 @@ def clean_markers(text: str, n_passages: int) -> tuple[str, list[int]]:
                 used.append(i)
         return "".join(f"[{i}]" for i in dict.fromkeys(valid))
 
-    cleaned = MARKER.sub(keep, text)
-    cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", cleaned)
-    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), used
+    return tidy(MARKER.sub(keep, text)), used
+
+
+def tidy(text: str) -> str:
+    """Remove the gaps that dropped markers leave behind (``"x [9]."`` -> ``"x ."`` -> ``"x."``)."""
+    text = text.replace("[]", "")
+    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
 def attribute(
@@ -82,6 +87,23 @@ def _append_markers(sentence: str, ids: Sequence[int]) -> str:
     existing = (match[1] + match[3]).replace(" ", "")
     new = "".join(f"[{i}]" for i in ids)
     return f"{body} {existing}{new}{match[2]}"
+
+
+def cite_sentences(pieces: Iterable[str], hits: Sequence[Hit], analyzer: Analyzer) -> Iterator[str]:
+    """Stream the answer a sentence at a time, each with its complete citations.
+
+    A sentence is released once the next one starts, so what the user sees while it streams is
+    exactly the final, cited text (:func:`attribute` applied sentence by sentence).
+    """
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        while (match := SENTENCE_END.search(buffer)) is not None:
+            sentence, buffer = buffer[: match.start()], buffer[match.end() :]
+            if sentence.strip():
+                yield tidy(attribute(tidy(sentence), hits, analyzer)) + " "
+    if buffer.strip():
+        yield tidy(attribute(tidy(buffer), hits, analyzer))
 
 
 def build_citations(ids: Sequence[int], hits: Sequence[Hit]) -> tuple[Citation, ...]:

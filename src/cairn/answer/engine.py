@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cairn.answer import prompts
 from cairn.answer.answerers import Answerer
-from cairn.answer.citations import attribute, build_citations, clean_markers
+from cairn.answer.citations import build_citations, cite_sentences, clean_markers
 from cairn.answer.relevance import relevant_hits
 from cairn.answer.stream_filter import filter_markers
 from cairn.index.search import Filters
@@ -89,19 +89,19 @@ class AnswerEngine:
             yield AnswerEvent("done", answer=answer)
             return
         _, fitted = prompts.format_passages(relevant, self.context_chars)
-        passages = relevant[:fitted]
+        passages = relevant[:fitted]  # the answerer is given exactly these, so [n] always has a passage
         t = time.perf_counter()
         pieces: list[str] = []
-        for piece in filter_markers(self.answerer.stream_answer(query, passages), len(passages)):
+        raw = filter_markers(self.answerer.stream_answer(query, passages), len(passages))
+        for piece in cite_sentences(raw, passages, self.retriever.analyzer):
             pieces.append(piece)
             yield AnswerEvent("token", piece)
         timings["generate"] = _ms(t)
         text, used = clean_markers("".join(pieces), len(passages))
-        if _is_refusal(text):
+        if _is_refusal(text, used):
             timings["total"] = _ms(started)
             yield AnswerEvent("done", answer=self._refusal(query, retrieval.hits, timings, model=self.answerer.name))
             return
-        text, used = clean_markers(attribute(text, passages, self.retriever.analyzer), len(passages))
         timings["total"] = _ms(started)
         answer = Answer(
             answer=text,
@@ -129,9 +129,13 @@ class AnswerEngine:
         )
 
 
-def _is_refusal(text: str) -> bool:
-    lowered = " ".join(text.lower().split())
-    return not lowered or lowered.startswith("i could not find") or prompts.NOT_FOUND.lower() in lowered
+def _is_refusal(text: str, used: Sequence[int]) -> bool:
+    """The model declined: an empty reply, or the not-found sentence with nothing cited.
+
+    "I could not find the exact date, but the policy says X [1]." is an answer, not a refusal.
+    """
+    lowered = " ".join(text.lower().split()).strip(" .\"'")
+    return not lowered or (not used and lowered.startswith(prompts.NOT_FOUND.lower().rstrip(".")))
 
 
 def _ms(start: float) -> float:

@@ -20,7 +20,16 @@ class ChatStore:
             conn.execute("INSERT INTO chat_sessions (id, kb_names) VALUES (%s, %s)", (session_id, list(kbs)))
         return session_id
 
+    def kbs(self, session_id: str) -> list[str]:
+        _check_id(session_id)
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT kb_names FROM chat_sessions WHERE id = %s", (session_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"chat session {session_id} does not exist")
+        return list(row[0])
+
     def history(self, session_id: str, limit: int = 50) -> list[ChatMessage]:
+        _check_id(session_id)
         with self.db.connection() as conn:
             exists = conn.execute("SELECT 1 FROM chat_sessions WHERE id = %s", (session_id,)).fetchone()
             if not exists:
@@ -39,3 +48,10 @@ class ChatStore:
                     "INSERT INTO chat_messages (session_id, role, content) VALUES (%s, %s, %s)",
                     (session_id, message.role, message.content),
                 )
+
+
+def _check_id(session_id: str) -> None:
+    try:
+        uuid.UUID(session_id)
+    except ValueError:
+        raise NotFound(f"chat session {session_id} does not exist") from None

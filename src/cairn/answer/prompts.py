@@ -31,24 +31,27 @@ def source_label(hit: Hit) -> str:
     return f"{label}, page {hit.page}" if hit.page is not None else label
 
 
-def format_passages(hits: Sequence[Hit], budget_chars: int) -> tuple[str, int]:
-    """Number the passages [1]..[n] within a character budget; returns the block and how many fit."""
+def format_passages(hits: Sequence[Hit], budget_chars: int | None = None) -> tuple[str, int]:
+    """Number the passages [1]..[n], stopping before the one that would exceed ``budget_chars``.
+
+    The first passage is always kept whole, so a single long chunk still gets an answer.
+    Returns the block and how many passages it holds.
+    """
     parts: list[str] = []
     used = 0
     for i, hit in enumerate(hits, start=1):
         text = " ".join(hit.text.split())
-        if used and used + len(text) > budget_chars:
+        if parts and budget_chars is not None and used + len(text) > budget_chars:
             break
-        text = text[: max(0, budget_chars - used)] if not used else text
         parts.append(f"[{i}] ({source_label(hit)})\n{text}")
         used += len(text)
     return "\n\n".join(parts), len(parts)
 
 
-def answer_messages(question: str, hits: Sequence[Hit], budget_chars: int) -> tuple[list[ChatMessage], int]:
-    block, n = format_passages(hits, budget_chars)
+def answer_messages(question: str, hits: Sequence[Hit]) -> list[ChatMessage]:
+    block, _ = format_passages(hits)
     user = f"Passages:\n{block}\n\nQuestion: {question}"
-    return [ChatMessage("system", SYSTEM), ChatMessage("user", user)], n
+    return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
 def rewrite_messages(question: str, history: Sequence[ChatMessage]) -> list[ChatMessage]:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 _VALID = re.compile(r"^\[(\d+(?:\s*,\s*\d+)*)\]$")
+# Longer bracketed digit runs are no marker the prompt could have produced: dropped like invalid ones,
+# as clean_markers does on the final text.
 _MAX_MARKER = 16
 
 
@@ -15,11 +17,15 @@ def filter_markers(pieces: Iterable[str], n_passages: int) -> Iterator[str]:
     for piece in pieces:
         for ch in piece:
             if buffer:
+                if ch == "[":
+                    yield buffer  # the earlier '[' opened no marker; this one may
+                    buffer = ch
+                    continue
                 buffer += ch
                 if ch == "]":
-                    yield _resolve(buffer, n_passages)
+                    yield "" if len(buffer) > _MAX_MARKER else _resolve(buffer, n_passages)
                     buffer = ""
-                elif len(buffer) > _MAX_MARKER or not re.fullmatch(r"\[[\d\s,]*", buffer):
+                elif not re.fullmatch(r"\[[\d\s,]*", buffer):
                     yield buffer
                     buffer = ""
             elif ch == "[":

@@ -81,7 +81,7 @@ def ingest(
         )
     cairn.close()
     if not report.ok:
-        raise typer.Exit(2)
+        raise typer.Exit(3)
 
 
 def _print_sources(answer: Answer) -> None:
@@ -157,7 +157,7 @@ def _stream_answer(events: object, stream: bool) -> Answer:
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     kb: KbOpt = ["default"],  # noqa: B006
-    k: Annotated[int, typer.Option("--k", "-k", help="How many passages.")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="How many passages.")] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
     mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify with MMR.")] = None,
     source: SourceOpt = None,
@@ -196,12 +196,18 @@ def _print_hits(hits: list[Hit]) -> None:
 
 @app.command()
 def chat(
-    kb: KbOpt = ["default"],  # noqa: B006
+    kb: Annotated[
+        list[str] | None,
+        typer.Option("--kb", help="Knowledge base (repeatable; default: the session's, else 'default')."),
+    ] = None,
     session: Annotated[str | None, typer.Option(help="Continue this chat session id.")] = None,
     generator: GeneratorOpt = None,
 ) -> None:
     """Conversational Q&A: follow-up questions are rewritten with the history before retrieval."""
     cairn = open_cairn(generator=generator)
+    if session is not None:
+        kb = kb or cairn.chats.kbs(session)
+    kb = kb or ["default"]
     session_id = session or cairn.chats.create(kb)
     interactive = sys.stdin.isatty()
     err.print(f"chat session {session_id} on {', '.join(kb)}. Empty line, 'exit' or Ctrl-D to leave.")

@@ -23,7 +23,7 @@ def eval_beir(
     mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
     fusion: Annotated[str | None, typer.Option(help="rrf or convex (default from settings).")] = None,
     alpha: Annotated[float | None, typer.Option(help="Dense weight for convex fusion.")] = None,
-    mmr: Annotated[bool, typer.Option("--mmr", help="Re-order with MMR.")] = False,
+    mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Re-order with MMR (default: settings).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
     kb: Annotated[str | None, typer.Option(help="Knowledge base to index into (default beir-NAME).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -46,7 +46,7 @@ def eval_beir(
     with progress:
         task = progress.add_task("index corpus", total=None)
         cairn.ingestor.ingest_documents(kb_name, dataset.corpus(), progress=lambda _: progress.advance(task))
-        config = cairn.retrieval_config.with_(mode=mode, fusion=fusion, alpha=alpha, mmr=mmr or None)
+        config = cairn.retrieval_config.with_(mode=mode, fusion=fusion, alpha=alpha, mmr=mmr)
         qtask = progress.add_task("queries", total=min(len(dataset.queries), limit or len(dataset.queries)))
         run, latencies = run_queries(
             cairn.retriever,

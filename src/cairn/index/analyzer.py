@@ -1,6 +1,7 @@
 """The lexical analyzer behind BM25: lowercase, ``\\w\\w+`` tokens, Lucene's English stopwords, Snowball stemming.
 
-It matches the analyzer of bm25s/Lucene so our BM25 can be checked against them term for term.
+It is the analyzer bm25s uses (Lucene's stop set, Snowball English rather than Lucene's Porter
+stemmer), so our BM25 can be checked against bm25s term for term.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class Database:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}".strip()) from exc
 
     def close(self) -> None:

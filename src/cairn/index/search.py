@@ -8,6 +8,7 @@ from the postings table; collection statistics are those of the knowledge bases 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ SELECT p.chunk_id,
 class Filters:
     """Metadata restrictions applied inside the SQL of every retriever (never after the top-k).
 
-    ``sources`` are shell-style globs on the document path (``*.pdf``, ``*/policies/*``); ``mimes``
+    ``sources`` are shell-style globs on the document path (``*.pdf``, ``policies/**``); ``mimes``
     exact MIME types; ``metadata`` key/value pairs the document's metadata must contain.
     """
 
@@ -64,8 +65,8 @@ class Filters:
         parts: list[str] = []
         params: dict[str, Any] = {}
         if self.sources:
-            parts.append(f"{alias}.source LIKE ANY(%(f_sources)s)")
-            params["f_sources"] = [glob_to_like(g) for g in self.sources]
+            parts.append(f"{alias}.source ~ ANY(%(f_sources)s)")
+            params["f_sources"] = [glob_to_regex(g) for g in self.sources]
         if self.mimes:
             parts.append(f"{alias}.mime = ANY(%(f_mimes)s)")
             params["f_mimes"] = list(self.mimes)
@@ -75,14 +76,24 @@ class Filters:
         return " AND ".join(parts) or "TRUE", params
 
 
-def glob_to_like(pattern: str) -> str:
-    """Translate a glob to LIKE: ``*``/``?`` become ``%``/``_``, LIKE's own wildcards are escaped.
+def glob_to_regex(pattern: str) -> str:
+    """Translate a path glob to a PostgreSQL regular expression, with shell semantics.
 
-    A relative pattern matches the end of the path (``*.pdf``, ``policies/*``); an absolute one the whole path.
+    ``*`` and ``?`` stay within one path segment, ``**`` crosses segments. A relative pattern
+    (``*.pdf``, ``policies/*``) matches the end of the path at a segment boundary; an absolute one
+    (``/srv/docs/**``) the whole path.
     """
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    like = escaped.replace("*", "%").replace("?", "_")
-    return like if like.startswith("/") else "%/" + like
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        ch = pattern[i]
+        out.append("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch))
+        i += 1
+    body = "".join(out)
+    return f"^{body}$" if pattern.startswith("/") else f"(^|/){body}$"
 
 
 def _chunk_filter(filters: Filters | None, column: str) -> tuple[str, dict[str, Any]]:
@@ -144,7 +155,8 @@ def vector_search(
     """Top ``k`` chunk ids by cosine similarity through the HNSW index (iterative scan keeps filtered recall)."""
     if not kb_ids:
         return []
-    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(ef_search, k)),))
+    # pgvector accepts ef_search up to 1000; a larger k is served by the iterative scan.
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(ef_search, k))),))
     conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
     where, extra = _chunk_filter(filters, "id")
     rows = conn.execute(

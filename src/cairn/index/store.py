@@ -21,6 +21,7 @@ from cairn.index.db import Database
 from cairn.types import ChunkDraft, ParsedDocument
 
 _VECTOR_INDEX_LOCK = 0x0CA1_2001
+_KB_WRITE_LOCK = 0x0CA1
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +150,17 @@ class IndexStore:
         if not docs:
             return []
         kb_id = self.kb_ids([kb])[0]
-        results: list[WriteResult] = []
+        for doc in docs:
+            if len(doc.chunks) != len(doc.embeddings):
+                raise InputError(f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.embeddings)} vectors")
+        by_source: dict[str, WriteResult] = {}
         with self.db.connection() as conn, conn.transaction():
-            for doc in docs:
-                if len(doc.chunks) != len(doc.embeddings):
-                    raise InputError(f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.embeddings)} vectors")
-                results.append(self._write_one(conn, kb_id, doc, force))
-        return results
+            # Writers of one knowledge base take turns (they would anyway, on its kb_stats row);
+            # taking this lock first, and rows in source order, rules out deadlocks between them.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_KB_WRITE_LOCK, kb_id))
+            for doc in sorted(docs, key=lambda d: d.source):
+                by_source[doc.source] = self._write_one(conn, kb_id, doc, force)
+        return [by_source[doc.source] for doc in docs]
 
     def _write_one(self, conn: psycopg.Connection, kb_id: int, doc: DocumentWrite, force: bool) -> WriteResult:
         parsed = doc.parsed
@@ -265,5 +270,5 @@ class IndexStore:
 
 
 def _vector_literal(vector: npt.NDArray[np.float32]) -> str:
-    """pgvector's text form; COPY in text format takes it as is."""
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
+    """pgvector's text form (9 significant digits: float32 round-trips exactly)."""
+    return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"

@@ -87,10 +87,20 @@ class _Pending:
     metadata: dict[str, Any]
 
 
-def iter_files(root: Path) -> Iterator[Path]:
-    """Regular files under ``root`` in a stable order; hidden entries and links leaving the root are skipped."""
+def iter_files(root: Path, unreadable: list[str] | None = None) -> Iterator[Path]:
+    """Regular files under ``root`` in a stable order; hidden entries and links leaving the root are skipped.
+
+    Folders that cannot be listed are appended to ``unreadable``: they must not look empty to the
+    caller, or a sync would delete everything indexed from them.
+    """
     root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def failed(exc: OSError) -> None:
+        log.warning("cannot list %s: %s", exc.filename, exc.strerror)
+        if unreadable is not None:
+            unreadable.append(str(exc.filename))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -148,7 +158,10 @@ class Ingestor:
         report = SyncReport(kb=kb)
         known = self.store.content_hashes(kb)
         emit = _emitter(report, progress)
-        paths = [root.resolve()] if root.is_file() else list(iter_files(root))
+        unreadable: list[str] = []
+        paths = [root.resolve()] if root.is_file() else list(iter_files(root, unreadable))
+        for folder in unreadable:
+            emit(FileReport(folder, "error", message="folder cannot be read; its documents are kept"))
         seen: set[str] = set()
         pending: list[_Pending] = []
         for path in paths:
@@ -179,7 +192,7 @@ class Ingestor:
                 self._flush(kb, pending, full, emit)
                 pending = []
         self._flush(kb, pending, full, emit)
-        if prune and root.is_dir():
+        if prune and root.is_dir() and not unreadable:
             prefix = str(root.resolve()) + os.sep
             gone = sorted(s for s in known if s.startswith(prefix) and s not in seen)
             self.store.delete_documents(kb, gone)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from cairn.errors import InputError
+from cairn.errors import InputError, SchemaMismatch
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
 from cairn.index.search import BM25Params, Filters, bm25_search, fetch_hits, vector_search
@@ -39,6 +39,12 @@ class RetrievalConfig:
     mmr_lambda: float = 0.7
     ef_search: int = 200
     bm25: BM25Params = field(default_factory=BM25Params)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= 1000 or not 1 <= self.candidates <= 1000:
+            raise InputError("top_k and candidates must be between 1 and 1000")
+        if not 0 <= self.alpha <= 1 or not 0 <= self.mmr_lambda <= 1:
+            raise InputError("alpha and mmr_lambda must be between 0 and 1")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrievalConfig:
@@ -81,10 +87,24 @@ class HybridRetriever:
         self.config = config or RetrievalConfig()
         self.analyzer = analyzer or Analyzer()
         self.store = IndexStore(db, self.analyzer)
+        self._checked_embedder = False
 
     def warm_up(self) -> None:
         self.db.warm_up()
         self.embedder.warm_up()
+
+    def _check_embedder(self) -> None:
+        """Vectors of another model (even of the same size) would rank garbage: refuse instead."""
+        if self._checked_embedder:
+            return
+        bound = self.store.bound_embedder()
+        if bound is not None and bound != (self.embedder.name, self.embedder.dim):
+            raise SchemaMismatch(
+                f"the index was built with embedder {bound[0]!r} ({bound[1]}-d), not {self.embedder.name!r}"
+                f" ({self.embedder.dim}-d)",
+                hint="set CAIRN_EMBEDDER back, or re-ingest into a fresh CAIRN_HOME / database",
+            )
+        self._checked_embedder = True
 
     def search(
         self,
@@ -101,6 +121,8 @@ class HybridRetriever:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         kb_ids = self.store.kb_ids(list(kbs))
+        self.embedder.warm_up()
+        self._check_embedder()
         terms = self.analyzer.terms(query)
         qvec = self.embedder.embed_query(query)
         timings["embed_query"] = _ms(t0)

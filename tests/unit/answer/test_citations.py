@@ -29,7 +29,8 @@ def test_stream_filter_never_emits_invalid_markers() -> None:
     out = "".join(filter_markers(pieces, 2))
     assert "[3]" not in out and "[1]" in out
     assert "[a link](x)" in out
-    assert "[12345678901234567890]" in out  # not a marker shape we can validate: too long, passed as text
+    assert "[12345678901234567890]" not in out  # digits in brackets but no passage: dropped, as in the final text
+    assert "".join(filter_markers(["see [[9]] x"], 2)) == "see [] x"  # tidy() removes the empty brackets
 
 
 def test_split_sentences_keeps_offsets() -> None:
