@@ -61,7 +61,11 @@ def bench_beir(cairn: Cairn, name: str, limit: int | None) -> list[dict[str, obj
 
 def bench_ingest(tmp: Path) -> dict[str, object]:
     samples = tmp / "samples"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_samples.py"), str(samples)], check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_samples.py"), str(samples)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     # Ten copies of the sample corpus make the run long enough to time.
     corpus = tmp / "corpus"
     for i in range(10):
