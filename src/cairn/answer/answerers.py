@@ -107,17 +107,38 @@ class ExtractiveAnswerer:
 
 
 def _sentences(text: str) -> list[str]:
-    """Candidate answer sentences: line by line (tables, lists), then by sentence; headings and rules dropped."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip().strip("|").strip()
+    """Candidate answer sentences: line by line (tables, lists), then by sentence.
+
+    Headings, rules and the fragments that chunk boundaries cut (a lowercase start from the overlap,
+    an unfinished last sentence) are dropped: they read as nonsense on their own.
+    """
+    out: list[str] = []
+    lines = _logical_lines(text)
+    for n, raw in enumerate(lines):
+        line = raw.strip().strip("|").strip()
         if len(line) < 20 or line.startswith("#") or set(line) <= set("-|: "):
             continue
-        for start, end in split_sentences(line):
+        spans = split_sentences(line)
+        for k, (start, end) in enumerate(spans):
             sentence = " ".join(line[start:end].split())
-            if len(sentence) >= 20:
+            open_ended = "|" not in raw and sentence[-1] not in ".!?:)"
+            unfinished = open_ended and n == len(lines) - 1 and k == len(spans) - 1
+            heading = open_ended and len(sentence.split()) < 6
+            if len(sentence) >= 20 and not sentence[0].islower() and not unfinished and not heading:
                 out.append(sentence)
     return out
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Undo visual line wrapping (PDF text): a line continues when the next one starts in lowercase."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if lines and stripped[:1].islower() and lines[-1] and lines[-1][-1] not in ".!?:|":
+            lines[-1] = f"{lines[-1]} {stripped}"
+        else:
+            lines.append(stripped)
+    return lines
 
 
 @ANSWERERS.register("extractive")
