@@ -7,7 +7,7 @@ from pathlib import Path
 import typer.main
 
 import cairn
-from cairn.cli import commands, eval_cmd  # noqa: F401  (registers commands)
+from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (registers commands)
 from cairn.cli.app import app
 from cairn.settings import Settings
 

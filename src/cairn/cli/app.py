@@ -41,7 +41,7 @@ def print_json(payload: Any) -> None:
 
 
 def main() -> None:
-    from cairn.cli import commands, eval_cmd  # noqa: F401  (register the commands on ``app``)
+    from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (register the commands on ``app``)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -57,3 +57,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         raise SystemExit(130) from None
+    finally:
+        from cairn.cli.context import close_all
+
+        close_all()
