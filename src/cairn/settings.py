@@ -46,7 +46,10 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="`production` refuses unsafe defaults."
     )
-    home: Path = Field(default_factory=_default_home, description="Data directory: database, models, logs.")
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory: pgdata/ (database), models/, logs/.",
+    )
     database_url: str | None = Field(
         None, description="`postgresql://…` of a server with pgvector; unset = embedded Postgres under home."
     )
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
     max_context_chars: int = Field(3500, ge=500, description="Budget of passage text sent to the generator.")
     max_answer_tokens: int = Field(300, ge=16, le=4096, description="Generation limit for answers.")
     history_turns: int = Field(4, ge=0, le=50, description="Chat turns used to rewrite a follow-up.")
-    log_level: str = Field("WARNING", description="Python logging level for cairn.")
+    log_level: str = Field("WARNING", description="Level of cairn's log, written to `CAIRN_HOME/logs/cairn.log`.")
 
     @classmethod
     def settings_customise_sources(

@@ -43,7 +43,10 @@ def print_json(payload: Any) -> None:
 def main() -> None:
     from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (register the commands on ``app``)
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)  # the full log goes to CAIRN_HOME/logs/cairn.log
+    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[stderr])
     try:
         app()
     except CairnError as exc:

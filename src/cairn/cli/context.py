@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from cairn.assistant import Cairn
@@ -13,10 +14,26 @@ _opened: list[Cairn] = []
 
 def open_cairn(**overrides: Any) -> Cairn:
     settings = get_settings(**overrides)
-    logging.getLogger("cairn").setLevel(settings.log_level.upper())
+    _log_to_home(settings.home, settings.log_level)
     cairn = Cairn(settings)
     _opened.append(cairn)
     return cairn
+
+
+def _log_to_home(home: Path, level: str) -> None:
+    """cairn's log goes to ``CAIRN_HOME/logs/cairn.log`` (warnings also reach stderr)."""
+    logger = logging.getLogger("cairn")
+    logger.setLevel(level)
+    path = home / "logs" / "cairn.log"
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in logger.handlers):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return  # a read-only home still serves queries; stderr keeps the warnings
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
 
 
 def close_all() -> None:

@@ -199,6 +199,7 @@ class Ingestor:
             for source in gone:
                 emit(FileReport(source, "deleted"))
         report.seconds = time.perf_counter() - started
+        log.info("sync %s into %s: %s", root, kb, report.to_json())
         return report
 
     def ingest_documents(
