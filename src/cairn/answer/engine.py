@@ -100,7 +100,12 @@ class AnswerEngine:
         text, used = clean_markers("".join(pieces), len(passages))
         if _is_refusal(text, used):
             timings["total"] = _ms(started)
-            yield AnswerEvent("done", answer=self._refusal(query, retrieval.hits, timings, model=self.answerer.name))
+            refusal = self._refusal(query, retrieval.hits, timings, model=self.answerer.name)
+            streamed = "".join(pieces)
+            # Finish the streamed text so that it reads as the final refusal (with what was searched).
+            tail = refusal.answer[len(streamed) :] if refusal.answer.startswith(streamed) else "\n" + refusal.answer
+            yield AnswerEvent("token", tail)
+            yield AnswerEvent("done", answer=refusal)
             return
         timings["total"] = _ms(started)
         answer = Answer(

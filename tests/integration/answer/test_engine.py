@@ -64,8 +64,10 @@ def test_irrelevant_question_is_refused_without_calling_the_llm(cairn: Cairn) ->
 
 def test_model_saying_not_found_is_a_refusal(cairn: Cairn) -> None:
     cairn.answerer.generator.enqueue("I could not find the answer in the documents.")  # type: ignore[attr-defined]
-    answer = cairn.engine.ask("What does the travel policy say about trains?", ["handbook"])
-    assert answer.refused and not answer.citations
+    events = list(cairn.engine.stream("What does the travel policy say about trains?", ["handbook"]))
+    answer = events[-1].answer
+    assert answer is not None and answer.refused and not answer.citations
+    assert "".join(e.text for e in events if e.kind == "token") == answer.answer
 
 
 def test_streaming_yields_cited_sentences_then_the_answer(cairn: Cairn) -> None:
