@@ -59,7 +59,16 @@ def attribute(
     ``min_overlap``); any sentence also gets every other passage that covers ``also_supports`` of its
     terms, so a claim found in two documents cites both, whatever the model wrote.
     """
-    passage_terms = [set(analyzer.terms(h.text)) for h in hits]
+    return _attribute(text, [set(analyzer.terms(h.text)) for h in hits], analyzer, min_overlap, also_supports)
+
+
+def _attribute(
+    text: str,
+    passage_terms: Sequence[set[str]],
+    analyzer: Analyzer,
+    min_overlap: float = 0.5,
+    also_supports: float = 0.8,
+) -> str:
     out: list[str] = []
     for start, end in split_sentences(text):
         sentence = text[start:end]
@@ -95,15 +104,16 @@ def cite_sentences(pieces: Iterable[str], hits: Sequence[Hit], analyzer: Analyze
     A sentence is released once the next one starts, so what the user sees while it streams is
     exactly the final, cited text (:func:`attribute` applied sentence by sentence).
     """
+    passage_terms = [set(analyzer.terms(h.text)) for h in hits]  # once, not once per sentence
     buffer = ""
     for piece in pieces:
         buffer += piece
         while (match := SENTENCE_END.search(buffer)) is not None:
             sentence, buffer = buffer[: match.start()], buffer[match.end() :]
             if sentence.strip():
-                yield tidy(attribute(tidy(sentence), hits, analyzer)) + " "
+                yield tidy(_attribute(tidy(sentence), passage_terms, analyzer)) + " "
     if buffer.strip():
-        yield tidy(attribute(tidy(buffer), hits, analyzer))
+        yield tidy(_attribute(tidy(buffer), passage_terms, analyzer))
 
 
 def build_citations(ids: Sequence[int], hits: Sequence[Hit]) -> tuple[Citation, ...]:

@@ -23,12 +23,13 @@ class Evidence:
         return 0.5 * self.cosine + 0.5 * self.coverage
 
 
-def evidence(question: str, hit: Hit, analyzer: Analyzer) -> Evidence:
-    q_terms = set(analyzer.terms(question))
+def evidence(q_terms: set[str], hit: Hit, analyzer: Analyzer) -> Evidence:
+    """The evidence that ``hit`` answers a question whose analysed terms are ``q_terms``."""
     coverage = len(q_terms & set(analyzer.terms(hit.text))) / len(q_terms) if q_terms else 0.0
     return Evidence(cosine=float(hit.scores.get("cosine", 0.0)), coverage=coverage)
 
 
 def relevant_hits(question: str, hits: Sequence[Hit], analyzer: Analyzer, threshold: float) -> list[Hit]:
     """The hits whose evidence clears ``threshold``, in their original order."""
-    return [h for h in hits if evidence(question, h, analyzer).score >= threshold]
+    q_terms = set(analyzer.terms(question))
+    return [h for h in hits if evidence(q_terms, h, analyzer).score >= threshold]

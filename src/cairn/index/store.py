@@ -119,12 +119,8 @@ class IndexStore:
                     "INSERT INTO index_meta (key, value) VALUES ('embedder', %s), ('dim', %s)",
                     (name, str(dim)),
                 )
-            elif meta.get("embedder") != name or meta.get("dim") != str(dim):
-                raise SchemaMismatch(
-                    f"the index was built with embedder {meta.get('embedder')!r} ({meta.get('dim')}-d),"
-                    f" not {name!r} ({dim}-d)",
-                    hint="set CAIRN_EMBEDDER back, or use a fresh CAIRN_HOME / database and re-ingest",
-                )
+            else:
+                _require_same((meta["embedder"], int(meta["dim"])), name, dim)
             conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {vector_index_name(dim)} ON chunks"
                 f" USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
@@ -136,6 +132,12 @@ class IndexStore:
         if not meta:
             return None
         return meta["embedder"], int(meta["dim"])
+
+    def check_embedder(self, name: str, dim: int) -> None:
+        """Refuse to query with another embedder than the one that built the vectors (even of the same size)."""
+        bound = self.bound_embedder()
+        if bound is not None:
+            _require_same(bound, name, dim)
 
     # -- documents -----------------------------------------------------------------------------
     def content_hashes(self, kb: str) -> dict[str, str]:
@@ -267,6 +269,14 @@ class IndexStore:
         kb_id = self.kb_ids([kb])[0]
         with self.db.connection() as conn, conn.transaction():
             conn.execute("DELETE FROM knowledge_bases WHERE id = %s", (kb_id,))
+
+
+def _require_same(bound: tuple[str, int], name: str, dim: int) -> None:
+    if bound != (name, dim):
+        raise SchemaMismatch(
+            f"the index was built with embedder {bound[0]!r} ({bound[1]}-d), not {name!r} ({dim}-d)",
+            hint="set CAIRN_EMBEDDER back, or use a fresh CAIRN_HOME / database and re-ingest",
+        )
 
 
 def _vector_literal(vector: npt.NDArray[np.float32]) -> str:

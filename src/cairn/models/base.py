@@ -6,6 +6,7 @@ hygiene, normalisation and token accounting live here once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -68,7 +69,26 @@ class Generator(Protocol):
     ) -> Completion: ...
 
 
-class BaseEmbedder:
+class LazyModel:
+    """Loads once, on first use, even when several threads ask at the same moment (a server's first requests)."""
+
+    def __init__(self) -> None:
+        self._ready = False
+        self._load_lock = threading.Lock()
+
+    def _load(self) -> None:
+        """Load weights or open clients; called once, lazily."""
+
+    def warm_up(self) -> None:
+        if self._ready:
+            return
+        with self._load_lock:
+            if not self._ready:
+                self._load()
+                self._ready = True
+
+
+class BaseEmbedder(LazyModel):
     """Batches, cleans and normalises; subclasses write ``_embed_batch`` (and ``_load``)."""
 
     name: str = "embedder"
@@ -77,19 +97,8 @@ class BaseEmbedder:
     query_prefix: str = ""
     document_prefix: str = ""
 
-    def __init__(self) -> None:
-        self._ready = False
-
-    def _load(self) -> None:
-        """Load weights or open clients; called once, lazily."""
-
     def _embed_batch(self, texts: list[str]) -> Vectors:
         raise NotImplementedError
-
-    def warm_up(self) -> None:
-        if not self._ready:
-            self._load()
-            self._ready = True
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         self.warm_up()
@@ -119,27 +128,19 @@ def _normalise(vectors: Vectors) -> Vectors:
     return scaled
 
 
-class BaseGenerator:
+class BaseGenerator(LazyModel):
     """Subclasses write ``_stream``; ``generate`` and accounting come from here."""
 
     name: str = "generator"
 
     def __init__(self) -> None:
-        self._ready = False
+        super().__init__()
         self.last_usage = Completion(text="")
-
-    def _load(self) -> None:
-        """Load weights or open clients; called once, lazily."""
 
     def _stream(
         self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float, stop: Sequence[str] | None
     ) -> Iterator[str]:
         raise NotImplementedError
-
-    def warm_up(self) -> None:
-        if not self._ready:
-            self._load()
-            self._ready = True
 
     def stream(
         self,

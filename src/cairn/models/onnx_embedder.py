@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -109,37 +108,32 @@ class OnnxMiniLMEmbedder(BaseEmbedder):
         self.batch_size = batch_size
         self._session: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
 
     def _load(self) -> None:
-        # Two threads may reach warm_up together (a server's first requests); load only once.
-        with self._lock:
-            if self._session is not None:
-                return
-            try:
-                import onnxruntime
-                from tokenizers import Tokenizer
-            except ImportError as exc:
-                raise ModelUnavailable(
-                    f"the ONNX embedder needs {exc.name}", hint="pip install onnxruntime tokenizers"
-                ) from exc
-            tokenizer = Tokenizer.from_file(str(tokenizer_path()))
-            # The file ships with fixed 128-token padding; pad per batch instead and truncate
-            # at the length the model was trained on.
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary token
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-            try:
-                session = onnxruntime.InferenceSession(
-                    str(weights_path()), sess_options=options, providers=["CPUExecutionProvider"]
-                )
-            except (RuntimeError, ValueError) as exc:
-                raise ModelUnavailable(f"onnxruntime cannot load the MiniLM model: {exc}") from exc
-            self._tokenizer = tokenizer
-            self._session = session
+        try:
+            import onnxruntime
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelUnavailable(
+                f"the ONNX embedder needs {exc.name}", hint="pip install onnxruntime tokenizers"
+            ) from exc
+        tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+        # The file ships with fixed 128-token padding; pad per batch instead and truncate
+        # at the length the model was trained on.
+        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary token
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = onnxruntime.InferenceSession(
+                str(weights_path()), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelUnavailable(f"onnxruntime cannot load the MiniLM model: {exc}") from exc
+        self._tokenizer = tokenizer
+        self._session = session
 
     def _embed_batch(self, texts: list[str]) -> Vectors:
         encodings = self._tokenizer.encode_batch(texts)

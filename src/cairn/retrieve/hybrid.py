@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from cairn.errors import InputError, SchemaMismatch
+from cairn.errors import InputError
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
 from cairn.index.search import BM25Params, Filters, bm25_search, fetch_hits, vector_search
@@ -94,17 +94,9 @@ class HybridRetriever:
         self.embedder.warm_up()
 
     def _check_embedder(self) -> None:
-        """Vectors of another model (even of the same size) would rank garbage: refuse instead."""
-        if self._checked_embedder:
-            return
-        bound = self.store.bound_embedder()
-        if bound is not None and bound != (self.embedder.name, self.embedder.dim):
-            raise SchemaMismatch(
-                f"the index was built with embedder {bound[0]!r} ({bound[1]}-d), not {self.embedder.name!r}"
-                f" ({self.embedder.dim}-d)",
-                hint="set CAIRN_EMBEDDER back, or re-ingest into a fresh CAIRN_HOME / database",
-            )
-        self._checked_embedder = True
+        if not self._checked_embedder:
+            self.store.check_embedder(self.embedder.name, self.embedder.dim)
+            self._checked_embedder = True
 
     def search(
         self,
