@@ -91,3 +91,32 @@ def make_cairn(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Cair
     yield factory
     for cairn in made:
         cairn.close()
+
+
+@pytest.fixture
+def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str]]:
+    """The real ``cairn`` command (Typer app, every command registered) on the test database, fake models.
+
+    Errors propagate as exceptions (``main`` maps them to messages; tests assert on the exception).
+    """
+    from typer.testing import CliRunner
+
+    from cairn.cli.app import app, register_commands
+    from cairn.cli.context import close_all
+
+    register_commands()
+    monkeypatch.setenv("CAIRN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CAIRN_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAIRN_EMBEDDER", "fake:hash?dim=64")
+    monkeypatch.setenv("CAIRN_GENERATOR", "extractive:")
+    monkeypatch.setenv("CAIRN_MIN_RELEVANCE", "0.2")  # the hash embedder's cosines are not calibrated
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str]:
+        try:
+            result = runner.invoke(app, list(args), catch_exceptions=False)
+        finally:
+            close_all()
+        return result.exit_code, result.stdout
+
+    return invoke

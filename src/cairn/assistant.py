@@ -1,25 +1,40 @@
 """One object that wires the stages from settings; the CLI and the server only talk to this.
 
 Every component is built on first access, so ``Cairn(settings)`` is free and a command that only
-lists knowledge bases never loads a model.
+lists knowledge bases never loads a model. :meth:`Cairn.search`, :meth:`Cairn.stream` and
+:meth:`Cairn.ask` are the interactions users have: they apply the guards, the groundedness check
+and the audit trail, so no front end can forget one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, replace
 from functools import cached_property
+from typing import Any
 
+from cairn.answer import prompts
 from cairn.answer.answerers import ANSWERERS, Answerer, LLMAnswerer
-from cairn.answer.engine import AnswerEngine
+from cairn.answer.engine import AnswerEngine, AnswerEvent, final_answer
+from cairn.answer.grounding import create_grounding_checker
 from cairn.answer.memory import ChatStore
+from cairn.guard.injection import InjectionDetector
+from cairn.guard.pii import PiiDetector
+from cairn.guard.policy import GuardPolicies, GuardSet
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
+from cairn.index.principals import PrincipalStore
+from cairn.index.search import Filters
 from cairn.index.store import IndexStore
 from cairn.ingest.base import Chunker
 from cairn.ingest.sync import Ingestor
 from cairn.models.base import Embedder, create_embedder, create_generator
+from cairn.ops.audit import AuditEvent, AuditLog
+from cairn.ops.feedback import FeedbackStore
 from cairn.registry import scheme_of
-from cairn.retrieve.hybrid import HybridRetriever, RetrievalConfig
+from cairn.retrieve.hybrid import HybridRetriever, Retrieval, RetrievalConfig
 from cairn.settings import Settings, get_settings
+from cairn.types import Answer, ChatMessage, Principal
 
 
 class Cairn:
@@ -39,6 +54,39 @@ class Cairn:
         return IndexStore(self.db, self.analyzer)
 
     @cached_property
+    def principals(self) -> PrincipalStore:
+        return PrincipalStore(self.db)
+
+    @cached_property
+    def guards(self) -> GuardSet:
+        s = self.settings
+        policies = GuardPolicies(
+            question_injection=s.guard_question_injection,
+            document_injection=s.guard_document_injection,
+            answer_pii=s.guard_answer_pii,
+            audit_pii=s.guard_audit_pii,
+            output=s.guard_output,
+        )
+        return GuardSet(
+            policies,
+            injection=InjectionDetector(threshold=s.guard_injection_threshold),
+            pii=PiiDetector(s.guard_pii_kinds, regions=s.guard_phone_regions),
+            allowed_hosts=s.guard_allowed_hosts,
+        )
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(
+            self.db,
+            redact=lambda text: self.guards.redact_audit(text).text,
+            retention_days=self.settings.audit_retention_days,
+        )
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.db, audit=self.audit)
+
+    @cached_property
     def embedder(self) -> Embedder:
         return create_embedder(self.settings.embedder, settings=self.settings)
 
@@ -50,7 +98,13 @@ class Cairn:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.chunker, max_bytes=int(self.settings.max_file_mb * 1024 * 1024))
+        return Ingestor(
+            self.store,
+            self.embedder,
+            self.chunker,
+            max_bytes=int(self.settings.max_file_mb * 1024 * 1024),
+            chunk_flags=self.guards.chunk_flags,
+        )
 
     @cached_property
     def retrieval_config(self) -> RetrievalConfig:
@@ -77,11 +131,124 @@ class Cairn:
             min_relevance=self.settings.min_relevance,
             context_chars=self.settings.max_context_chars,
             history_turns=self.settings.history_turns,
+            guards=self.guards,
+            grounding=create_grounding_checker(self.settings.grounding, analyzer=self.analyzer, embedder=self.embedder),
+            grounding_policy=self.settings.grounding_policy,
+            min_supported=self.settings.grounding_min_supported,
         )
 
     @cached_property
     def chats(self) -> ChatStore:
         return ChatStore(self.db)
+
+    # -- interactions ---------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        kbs: Sequence[str],
+        *,
+        principal: Principal,
+        config: RetrievalConfig | None = None,
+        filters: Filters | None = None,
+        client: str = "cli",
+    ) -> Retrieval:
+        """Ranked passages ``principal`` may read; the search is guarded and audited."""
+        cfg = config or self.retrieval_config
+        verdicts = self._check_question(query, kbs, principal, "search", client)
+        retrieval = self.retriever.search(query, kbs, cfg, principal=principal, filters=filters)
+        event = AuditEvent.from_hits(
+            query, retrieval.hits, kbs=kbs, timings_ms=retrieval.timings_ms, params=asdict(cfg), client=client
+        )
+        ref = self.audit.record(principal, replace(event, guards=list(verdicts)))
+        return replace(retrieval, audit_id=ref.id)
+
+    def stream(
+        self,
+        question: str,
+        kbs: Sequence[str],
+        *,
+        principal: Principal,
+        history: Sequence[ChatMessage] = (),
+        session_id: str | None = None,
+        config: RetrievalConfig | None = None,
+        filters: Filters | None = None,
+        client: str = "cli",
+    ) -> Iterator[AnswerEvent]:
+        """Answer tokens as they are generated, then the final :class:`Answer` (``kind == "done"``).
+
+        The final answer carries the id of its audit record, which feedback refers to.
+        """
+        kind = "chat" if session_id else "ask"
+        verdicts = self._check_question(question, kbs, principal, kind, client)
+        cfg = config or self.retrieval_config
+        events = self.engine.stream(question, kbs, principal=principal, history=history, config=cfg, filters=filters)
+        for event in events:
+            if event.answer is None:
+                yield event
+                continue
+            answer = replace(event.answer, guards=(*verdicts, *event.answer.guards))
+            audited = AuditEvent.from_answer(
+                answer,
+                question=question,
+                kbs=kbs,
+                kind=kind,
+                prompt_template=prompts.TEMPLATE_VERSION,
+                params=self._answer_params(cfg),
+                session_id=session_id,
+                client=client,
+            )
+            ref = self.audit.record(principal, audited)
+            yield AnswerEvent("done", answer=replace(answer, audit_id=ref.id))
+
+    def ask(
+        self,
+        question: str,
+        kbs: Sequence[str],
+        *,
+        principal: Principal,
+        history: Sequence[ChatMessage] = (),
+        session_id: str | None = None,
+        config: RetrievalConfig | None = None,
+        filters: Filters | None = None,
+        client: str = "cli",
+    ) -> Answer:
+        return final_answer(
+            self.stream(
+                question,
+                kbs,
+                principal=principal,
+                history=history,
+                session_id=session_id,
+                config=config,
+                filters=filters,
+                client=client,
+            )
+        )
+
+    def _check_question(
+        self, question: str, kbs: Sequence[str], principal: Principal, kind: str, client: str
+    ) -> tuple[dict[str, Any], ...]:
+        """The question guard's flagged verdicts; a blocked question is audited, then refused."""
+        outcome = self.guards.check_question(question, raise_on_block=False)
+        verdicts = tuple(v.to_json() for v in outcome.verdicts if v.flagged)
+        if outcome.decision == "block":
+            refused = AuditEvent(kind=kind, question=question, kbs=list(kbs), refused=True, client=client)
+            self.audit.record(principal, replace(refused, guards=list(verdicts)))
+            self.guards.check_question(question)  # raises GuardBlocked with the user-facing message
+        return verdicts
+
+    def _answer_params(self, config: RetrievalConfig) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "retrieval": asdict(config),
+            "generator": s.generator,
+            "embedder": s.embedder,
+            "max_answer_tokens": s.max_answer_tokens,
+            "min_relevance": s.min_relevance,
+            "max_context_chars": s.max_context_chars,
+            "grounding": s.grounding,
+            "grounding_policy": s.grounding_policy,
+        }
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -7,8 +7,12 @@ should answer with, so the CLI and the API map errors in one place instead of gu
     ├── ConfigError (500)            settings that cannot work (bad URL, unknown backend)
     ├── InputError (400)             a request or file the caller must fix
     │   ├── UnsupportedFormat (415)  a file type no loader handles
-    │   └── CorruptDocument (422)    a file that claims a format but cannot be parsed
-    ├── NotFound (404)               a knowledge base, document or session that does not exist
+    │   ├── CorruptDocument (422)    a file that claims a format but cannot be parsed
+    │   └── GuardBlocked (422)       a question a guard refused under a ``block`` policy
+    ├── NotFound (404)               a knowledge base, document or session that does not exist,
+    │                                or one the caller may not read (the two are indistinguishable)
+    ├── AuthError (401)              an unknown, disabled or unauthenticated caller
+    ├── Forbidden (403)              an action (not a resource) the caller's role does not allow
     ├── StoreError (503)             the database is unreachable or inconsistent
     │   └── SchemaMismatch (409)     the index was built with another embedder / schema
     └── ModelError (502)             an embedder or generator backend failed
@@ -61,6 +65,16 @@ class NotFound(CairnError):
     code = "not_found"
 
 
+class AuthError(CairnError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(CairnError):
+    status = 403
+    code = "forbidden"
+
+
 class StoreError(CairnError):
     status = 503
     code = "store_unavailable"
@@ -81,10 +95,18 @@ class ModelUnavailable(ModelError):
     code = "model_unavailable"
 
 
+class GuardBlocked(InputError):
+    status = 422
+    code = "guard_blocked"
+
+
 __all__ = [
+    "AuthError",
     "CairnError",
     "ConfigError",
     "CorruptDocument",
+    "Forbidden",
+    "GuardBlocked",
     "InputError",
     "ModelError",
     "ModelUnavailable",

@@ -9,6 +9,10 @@ BUILTIN_MODULES = (
     "cairn.models.onnx_embedder",
     "cairn.models.openai_compat",
     "cairn.models.llama_local",
+    "cairn.guard.injection",
+    "cairn.guard.pii",
+    "cairn.guard.output",
+    "cairn.answer.grounding",
     "cairn.testing.fakes",
 )
 

@@ -19,7 +19,9 @@ from pydantic_settings import (
 )
 
 from cairn.errors import ConfigError
+from cairn.guard.pii import PII_KINDS
 
+GuardPolicy = Literal["block", "warn", "log", "off"]
 DEFAULT_EMBEDDER = "onnx:all-minilm-l6-v2"
 DEFAULT_GENERATOR = "local:qwen2.5-1.5b-instruct"
 
@@ -81,6 +83,49 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(300, ge=16, le=4096, description="Generation limit for answers.")
     history_turns: int = Field(4, ge=0, le=50, description="Chat turns used to rewrite a follow-up.")
     log_level: str = Field("WARNING", description="Level of cairn's log, written to `CAIRN_HOME/logs/cairn.log`.")
+    audit_retention_days: float | None = Field(
+        None, gt=0, description="`cairn audit purge` deletes audit records older than this; unset keeps all."
+    )
+    grounding: str = Field(
+        "heuristic:", description="Groundedness checker location (`heuristic:`, `heuristic:lexical`)."
+    )
+    grounding_policy: Literal["off", "annotate", "remove", "refuse"] = Field(
+        "remove",
+        description="Unsupported answer sentences: remove (never shown), refuse (also refuse when too few "
+        "are supported), annotate (shown, marked in JSON), off.",
+    )
+    grounding_min_supported: float = Field(
+        0.5, ge=0, le=1, description="Under `refuse`, the share of supported sentences an answer needs."
+    )
+    guard_question_injection: GuardPolicy = Field(
+        "warn", description="Prompt injection in a question: block (refuse), warn (answer, flag), log, off."
+    )
+    guard_document_injection: GuardPolicy = Field(
+        "warn",
+        description="Passages flagged as injection at ingestion: block (left out), warn (quoted as data), log, off.",
+    )
+    guard_answer_pii: GuardPolicy = Field(
+        "log", description="Personal data in answers: block (redact as [EMAIL]), warn (mask), log, off."
+    )
+    guard_audit_pii: GuardPolicy = Field(
+        "block", description="Personal data in the audit trail: block (redact), warn (mask), log (keep), off."
+    )
+    guard_output: GuardPolicy = Field(
+        "block", description="Links, images and HTML to hosts not allowed in answers: block/warn (removed), log, off."
+    )
+    guard_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts (and subdomains) answers may link to or embed images from."
+    )
+    guard_injection_threshold: float = Field(
+        0.5, gt=0, le=10, description="Injection score at which a question or passage is flagged."
+    )
+    guard_pii_kinds: list[str] = Field(
+        default_factory=lambda: list(PII_KINDS), description="Kinds of personal data the PII guard looks for."
+    )
+    guard_phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR"],
+        description="National phone formats recognised (numbers with + are always recognised).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -59,6 +59,7 @@ class ChunkDraft:
     end: int
     page: int | None = None
     heading_path: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # guard findings, e.g. "injection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,11 @@ class Hit:
     kb: str = "default"
     heading_path: tuple[str, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "chunk_id": self.chunk_id,
             "source": self.source,
             "page": self.page,
             "start": self.start,
@@ -104,6 +107,7 @@ class Citation:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "chunk_id": self.chunk_id,
             "source": self.source,
             "page": self.page,
             "start": self.start,
@@ -121,6 +125,10 @@ class Answer:
     searched: tuple[Hit, ...] = ()
     query: str = ""
     model: str = ""
+    grounding: dict[str, Any] | None = None  # the grounding check's verdict, when one ran
+    guards: tuple[dict[str, Any], ...] = ()  # guard verdicts that flagged something
+    tokens: dict[str, int] = field(default_factory=dict)  # {"prompt": n, "completion": n} when an LLM ran
+    audit_id: int | None = None  # the audit record of this interaction (feedback refers to it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,7 +136,40 @@ class Answer:
             "refused": self.refused,
             "citations": [c.to_json() for c in self.citations],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "grounding": self.grounding,
+            "guards": list(self.guards),
+            "audit_id": self.audit_id,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: every read of the index is filtered by what this principal may see.
+
+    ``user_id`` is set for a stored user (its groups and admin flag are resolved from the database
+    per request, so a revoked membership applies at once); the system principal is the local
+    operator and the ingestion paths. Readers of a document are named by tokens ``user:NAME`` and
+    ``group:NAME``; every stored user is in the implicit group ``everyone``.
+    """
+
+    name: str
+    user_id: int | None = None
+    groups: tuple[str, ...] = ()
+    is_admin: bool = False
+    is_system: bool = False
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.is_system or self.is_admin
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        if self.user_id is None:
+            return ()
+        return (f"user:{self.name}", "group:everyone", *(f"group:{g}" for g in self.groups))
+
+
+SYSTEM = Principal("system", is_system=True, is_admin=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +178,15 @@ class ChatMessage:
     content: str
 
 
-__all__ = ["Answer", "ChatMessage", "ChunkDraft", "Citation", "Heading", "Hit", "PageSpan", "ParsedDocument"]
+__all__ = [
+    "SYSTEM",
+    "Answer",
+    "ChatMessage",
+    "ChunkDraft",
+    "Citation",
+    "Heading",
+    "Hit",
+    "PageSpan",
+    "ParsedDocument",
+    "Principal",
+]

@@ -16,6 +16,7 @@ import pytest
 from cairn.assistant import Cairn
 from cairn.settings import get_settings
 from cairn.testing.postgres import with_database
+from cairn.types import SYSTEM
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +78,7 @@ def cairn(request: pytest.FixtureRequest, corpus_db: tuple[str, Path]) -> Iterat
 
 @pytest.mark.parametrize(("question", "facts", "source"), ANSWERABLE)
 def test_answers_with_facts_and_citation(cairn: Cairn, question: str, facts: list[str], source: str) -> None:
-    answer = cairn.engine.ask(question, ["handbook"])
+    answer = cairn.engine.ask(question, ["handbook"], principal=SYSTEM)
     assert not answer.refused, answer.answer
     for fact in facts:
         assert fact.lower() in answer.answer.lower(), answer.answer
@@ -101,6 +102,6 @@ def test_answers_with_facts_and_citation(cairn: Cairn, question: str, facts: lis
 
 @pytest.mark.parametrize("question", UNANSWERABLE)
 def test_refuses_what_the_documents_do_not_say(cairn: Cairn, question: str) -> None:
-    answer = cairn.engine.ask(question, ["handbook"])
+    answer = cairn.engine.ask(question, ["handbook"], principal=SYSTEM)
     assert answer.refused and not answer.citations
     assert answer.answer.startswith("I could not find the answer in the documents.")

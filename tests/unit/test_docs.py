@@ -7,8 +7,7 @@ from pathlib import Path
 import typer.main
 
 import cairn
-from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (registers commands)
-from cairn.cli.app import app
+from cairn.cli.app import app, register_commands
 from cairn.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +20,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def _command_paths() -> list[str]:
+    register_commands()
     group = typer.main.get_command(app)
     paths: list[str] = []
 

@@ -48,6 +48,14 @@ class LLMAnswerer:
     def warm_up(self) -> None:
         self.generator.warm_up()
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens of the last generation (prompt, completion), for the audit trail."""
+        last = getattr(self.generator, "last_usage", None)
+        if last is None:
+            return {}
+        return {"prompt": int(last.tokens_in), "completion": int(last.tokens_out)}
+
     def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
         # The engine has already cut ``hits`` to its context budget: every one is numbered in the prompt.
         messages = prompts.answer_messages(question, hits)

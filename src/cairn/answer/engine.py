@@ -1,23 +1,29 @@
-"""Grounded answering: rewrite (chat) -> retrieve -> refusal gate -> generate -> citations.
+"""Grounded answering: rewrite (chat) -> retrieve -> refusal gate -> passage guard -> generate
+-> per-sentence citations, groundedness check and output guard -> answer.
 
 Refusal does not rely on the prompt: when no passage clears the relevance gate the LLM is not
-called at all. Markers are filtered while streaming and checked again on the final text.
+called at all. Markers are filtered while streaming and checked again on the final text. Each
+sentence is checked against the passages it cites before it is shown: under the ``remove`` and
+``refuse`` policies an unsupported sentence never reaches the user.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from cairn.answer import prompts
 from cairn.answer.answerers import Answerer
 from cairn.answer.citations import build_citations, cite_sentences, clean_markers
+from cairn.answer.grounding import GroundingChecker, GroundingReport, SentenceCheck
 from cairn.answer.relevance import relevant_hits
 from cairn.answer.stream_filter import filter_markers
+from cairn.guard.policy import GuardSet
 from cairn.index.search import Filters
 from cairn.retrieve.hybrid import HybridRetriever, RetrievalConfig
-from cairn.types import Answer, ChatMessage, Hit
+from cairn.types import Answer, ChatMessage, Hit, Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +44,20 @@ class AnswerEngine:
         min_relevance: float = 0.35,
         context_chars: int = 3500,
         history_turns: int = 4,
+        guards: GuardSet | None = None,
+        grounding: GroundingChecker | None = None,
+        grounding_policy: str = "off",
+        min_supported: float = 0.5,
     ) -> None:
         self.retriever = retriever
         self.answerer = answerer
         self.min_relevance = min_relevance
         self.context_chars = context_chars
         self.history_turns = history_turns
+        self.guards = guards
+        self.grounding = grounding if grounding_policy != "off" else None
+        self.grounding_policy = grounding_policy
+        self.min_supported = min_supported
 
     def warm_up(self) -> None:
         self.retriever.warm_up()
@@ -54,20 +68,21 @@ class AnswerEngine:
         question: str,
         kbs: Sequence[str],
         *,
+        principal: Principal,
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
     ) -> Answer:
-        for event in self.stream(question, kbs, history=history, config=config, filters=filters):
-            if event.answer is not None:
-                return event.answer
-        raise AssertionError("stream ended without an answer")  # pragma: no cover
+        return final_answer(
+            self.stream(question, kbs, principal=principal, history=history, config=config, filters=filters)
+        )
 
     def stream(
         self,
         question: str,
         kbs: Sequence[str],
         *,
+        principal: Principal,
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
@@ -79,7 +94,7 @@ class AnswerEngine:
             t = time.perf_counter()
             query = self.answerer.rewrite(query, list(history)[-2 * self.history_turns :])
             timings["rewrite"] = _ms(t)
-        retrieval = self.retriever.search(query, kbs, config, filters=filters)
+        retrieval = self.retriever.search(query, kbs, config, principal=principal, filters=filters)
         timings.update(retrieval.timings_ms)
         relevant = relevant_hits(query, retrieval.hits, self.retriever.analyzer, self.min_relevance)
         if not relevant:
@@ -88,19 +103,42 @@ class AnswerEngine:
             yield AnswerEvent("token", answer.answer)
             yield AnswerEvent("done", answer=answer)
             return
-        _, fitted = prompts.format_passages(relevant, self.context_chars)
+        relevant, prompt_passages, guards = self._guard_passages(relevant)
+        if not relevant:
+            timings["total"] = _ms(started)
+            answer = replace(self._refusal(query, retrieval.hits, timings), guards=tuple(guards))
+            yield AnswerEvent("token", answer.answer)
+            yield AnswerEvent("done", answer=answer)
+            return
+        _, fitted = prompts.format_passages(prompt_passages, self.context_chars)
         passages = relevant[:fitted]  # the answerer is given exactly these, so [n] always has a passage
         t = time.perf_counter()
         pieces: list[str] = []
-        raw = filter_markers(self.answerer.stream_answer(query, passages), len(passages))
+        checks: list[SentenceCheck] = []
+        generated = 0
+        raw = filter_markers(self.answerer.stream_answer(query, prompt_passages[:fitted]), len(passages))
         for piece in cite_sentences(raw, passages, self.retriever.analyzer):
+            offset, generated = generated, generated + len(piece)
+            if self.grounding is not None:
+                report = self.grounding.check(piece, passages)
+                checks += [replace(c, start=c.start + offset, end=c.end + offset) for c in report.sentences]
+                if self.grounding_policy in ("remove", "refuse") and report.unsupported:
+                    continue
+            if self.guards is not None:
+                outcome = self.guards.check_answer(piece)
+                guards += [v.to_json() for v in outcome.verdicts if v.flagged]
+                piece = outcome.text
             pieces.append(piece)
             yield AnswerEvent("token", piece)
         timings["generate"] = _ms(t)
+        usage = getattr(self.answerer, "usage", {})
         text, used = clean_markers("".join(pieces), len(passages))
-        if _is_refusal(text, used):
+        grounding = self._grounding_record(checks, len("".join(pieces)) < generated)
+        failed = grounding is not None and grounding["action"] == "refused"
+        if _is_refusal(text, used) or failed:
             timings["total"] = _ms(started)
             refusal = self._refusal(query, retrieval.hits, timings, model=self.answerer.name)
+            refusal = replace(refusal, grounding=grounding, guards=tuple(guards), tokens=usage)
             streamed = "".join(pieces)
             # Finish the streamed text so that it reads as the final refusal (with what was searched).
             tail = refusal.answer[len(streamed) :] if refusal.answer.startswith(streamed) else "\n" + refusal.answer
@@ -116,8 +154,45 @@ class AnswerEngine:
             searched=tuple(retrieval.hits),
             query=query,
             model=self.answerer.name,
+            grounding=grounding,
+            guards=tuple(guards),
+            tokens=usage,
         )
         yield AnswerEvent("done", answer=answer)
+
+    def _guard_passages(self, hits: Sequence[Hit]) -> tuple[list[Hit], list[Hit], list[dict[str, Any]]]:
+        """Passages flagged at ingestion as instructions are left out or quoted as data, per policy.
+
+        Returns the passages kept (for citations, with their exact text), the same passages as the
+        answerer sees them, and the verdicts of those that were flagged.
+        """
+        if self.guards is None:
+            return list(hits), list(hits), []
+        kept, shown, verdicts = [], [], []
+        for hit in hits:
+            outcome = self.guards.check_passage(hit.text, flags=hit.flags)
+            verdicts += [v.to_json() | {"chunk_id": hit.chunk_id} for v in outcome.verdicts if v.flagged]
+            if outcome.decision == "block":
+                continue
+            kept.append(hit)
+            shown.append(replace(hit, text=outcome.text) if outcome.text != hit.text else hit)
+        return kept, shown, verdicts
+
+    def _grounding_record(self, checks: Sequence[SentenceCheck], removed: bool) -> dict[str, Any] | None:
+        """The verdict for the audit record and the JSON answer, with what the policy did about it."""
+        if self.grounding is None:
+            return None
+        report = GroundingReport.from_sentences(checks, self.grounding.name)
+        action = "removed" if removed else "kept"
+        too_few = report.supported_ratio < self.min_supported
+        nothing_left = bool(checks) and not any(c.supported for c in checks)
+        if (self.grounding_policy == "refuse" and too_few) or (self.grounding_policy == "remove" and nothing_left):
+            action = "refused"
+        return report.to_json() | {
+            "policy": self.grounding_policy,
+            "action": action,
+            "removed": len(report.unsupported) if self.grounding_policy in ("remove", "refuse") else 0,
+        }
 
     def _refusal(self, query: str, hits: Sequence[Hit], timings: dict[str, float], model: str = "") -> Answer:
         sources = list(dict.fromkeys(prompts.source_label(h) for h in hits))[:3]
@@ -132,6 +207,14 @@ class AnswerEngine:
             query=query,
             model=model,
         )
+
+
+def final_answer(events: Iterable[AnswerEvent]) -> Answer:
+    """Drain a stream of answer events and return its final answer."""
+    for event in events:
+        if event.answer is not None:
+            return event.answer
+    raise AssertionError("stream ended without an answer")  # pragma: no cover
 
 
 def _is_refusal(text: str, used: Sequence[int]) -> bool:

@@ -40,8 +40,19 @@ def print_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+# The modules whose import registers their commands on ``app`` (the docs test walks the same list).
+COMMAND_MODULES = ("commands", "access_cmd", "audit_cmd", "eval_cmd", "qa_cmd", "index_cmd", "serve_cmd")
+
+
+def register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"cairn.cli.{name}")
+
+
 def main() -> None:
-    from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (register the commands on ``app``)
+    register_commands()
 
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)  # the full log goes to CAIRN_HOME/logs/cairn.log

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cairn.cli.app import app, kb_app, print_json, want_json_errors
-from cairn.cli.context import open_cairn
+from cairn.cli.context import caller, open_cairn
+from cairn.index.access import readers
 from cairn.index.search import Filters
 from cairn.ingest.sync import FileReport, iter_files
 from cairn.types import Answer, ChatMessage, Hit
@@ -25,6 +27,11 @@ SourceOpt = Annotated[
 ]
 MimeOpt = Annotated[list[str] | None, typer.Option("--mime", help="Only documents of this MIME type (repeatable).")]
 GeneratorOpt = Annotated[str | None, typer.Option("--generator", help="Override CAIRN_GENERATOR, e.g. 'extractive:'.")]
+AsUserOpt = Annotated[
+    str | None,
+    typer.Option("--as-user", help="Act as this user: see only the documents they may read (default: operator)."),
+]
+ListOpt = Annotated[list[str] | None, typer.Option(help="Comma-separated names (repeatable).")]
 
 out = Console()
 err = Console(stderr=True)
@@ -42,10 +49,21 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="Folder (or file) to ingest.")],
     kb: Annotated[str, typer.Option("--kb", help="Knowledge base to ingest into.")] = "default",
     full: Annotated[bool, typer.Option("--full", help="Re-index every file, changed or not.")] = False,
+    groups: Annotated[
+        list[str] | None, typer.Option("--groups", help="Groups that may read files without a .cairn-acl (a,b).")
+    ] = None,
+    users: Annotated[
+        list[str] | None, typer.Option("--users", help="Users that may read files without a .cairn-acl (x,y).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Index a folder incrementally: new and changed files are (re)indexed, removed files deleted."""
+    """Index a folder incrementally: new and changed files are (re)indexed, removed files deleted.
+
+    Readers come from .cairn-acl sidecar files, else --groups/--users; with neither, only admins
+    (and the operator) can read a document.
+    """
     want_json_errors(json_out)
+    acl = readers(_split(groups), _split(users))
     cairn = open_cairn()
     total = 1 if path.is_file() else sum(1 for _ in iter_files(path)) if path.is_dir() else 0
     with Progress(
@@ -68,7 +86,7 @@ def ingest(
                 if not json_out:
                     progress.console.print(f"[yellow]warning[/] {warning}")
 
-        report = cairn.ingestor.sync_folder(path, kb, full=full, progress=on_file)
+        report = cairn.ingestor.sync_folder(path, kb, full=full, readers=acl, progress=on_file)
     summary = report.to_json()
     if json_out:
         print_json(summary)
@@ -79,9 +97,18 @@ def ingest(
             f" {summary['error']} errors), {summary['pages']} pages, {summary['chunks']} chunks in"
             f" {summary['seconds']:.1f} s ({summary['pages_per_s'] or 0:.1f} pages/s)"
         )
+        if report.admin_only:
+            err.print(
+                f"[yellow]note[/] {report.admin_only} documents have no readers (no .cairn-acl, no --groups/--users):"
+                " only admins can read them"
+            )
     cairn.close()
     if not report.ok:
         raise typer.Exit(3)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or () for v in item.split(",") if v.strip()]
 
 
 def _print_sources(answer: Answer) -> None:
@@ -105,6 +132,7 @@ def ask(
     generator: GeneratorOpt = None,
     source: SourceOpt = None,
     mime: MimeOpt = None,
+    as_user: AsUserOpt = None,
 ) -> None:
     """Answer a question from the documents, with citations (or refuse)."""
     want_json_errors(json_out)
@@ -114,15 +142,16 @@ def ask(
     if not batch:
         raise typer.BadParameter("give a question or --questions FILE")
     cairn = open_cairn(generator=generator)
+    principal = caller(cairn, as_user)
     filters = _filters(source, mime)
     answers = []
     for i, text in enumerate(batch):
         if json_out:
-            answers.append(cairn.engine.ask(text, kb, filters=filters).to_json())
+            answers.append(cairn.ask(text, kb, principal=principal, filters=filters).to_json())
             continue
         if len(batch) > 1:
             out.print(f"{'' if i == 0 else chr(10)}[bold cyan]Q: {text}[/]")
-        answer = _stream_answer(cairn.engine.stream(text, kb, filters=filters), stream)
+        answer = _stream_answer(cairn.stream(text, kb, principal=principal, filters=filters), stream)
         _print_sources(answer)
     if json_out:
         print_json(answers[0] if question and questions is None else answers)
@@ -162,6 +191,7 @@ def search(
     mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify with MMR.")] = None,
     source: SourceOpt = None,
     mime: MimeOpt = None,
+    as_user: AsUserOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the ranked passages retrieval finds, with scores."""
@@ -169,10 +199,11 @@ def search(
     if mode not in ("hybrid", "bm25", "dense"):
         raise typer.BadParameter("mode must be hybrid, bm25 or dense")
     cairn = open_cairn()
+    principal = caller(cairn, as_user)
     config = cairn.retrieval_config.with_(top_k=k, mode=mode, mmr=mmr)
-    retrieval = cairn.retriever.search(query, kb, config, filters=_filters(source, mime))
+    retrieval = cairn.search(query, kb, principal=principal, config=config, filters=_filters(source, mime))
     if json_out:
-        print_json({"hits": [h.to_json() for h in retrieval.hits]})
+        print_json({"hits": [h.to_json() for h in retrieval.hits], "audit_id": retrieval.audit_id})
     else:
         _print_hits(retrieval.hits)
     cairn.close()
@@ -202,13 +233,15 @@ def chat(
     ] = None,
     session: Annotated[str | None, typer.Option(help="Continue this chat session id.")] = None,
     generator: GeneratorOpt = None,
+    as_user: AsUserOpt = None,
 ) -> None:
     """Conversational Q&A: follow-up questions are rewritten with the history before retrieval."""
     cairn = open_cairn(generator=generator)
+    principal = caller(cairn, as_user)
     if session is not None:
-        kb = kb or cairn.chats.kbs(session)
+        kb = kb or cairn.chats.kbs(principal, session)
     kb = kb or ["default"]
-    session_id = session or cairn.chats.create(kb)
+    session_id = session or cairn.chats.create(principal, kb)
     interactive = sys.stdin.isatty()
     err.print(f"chat session {session_id} on {', '.join(kb)}. Empty line, 'exit' or Ctrl-D to leave.")
     while True:
@@ -219,19 +252,23 @@ def chat(
         question = line.strip()
         if not line or question.lower() in ("", "exit", "quit"):
             break
-        history = cairn.chats.history(session_id, limit=2 * cairn.settings.history_turns)
+        history = cairn.chats.history(principal, session_id, limit=2 * cairn.settings.history_turns)
         sys.stdout.write("cairn> ")
-        answer = _stream_answer(cairn.engine.stream(question, kb, history=history), True)
+        answer = _stream_answer(
+            cairn.stream(question, kb, principal=principal, history=history, session_id=session_id), True
+        )
         _print_sources(answer)
-        cairn.chats.append(session_id, ChatMessage("user", question), ChatMessage("assistant", answer.answer))
+        cairn.chats.append(
+            principal, session_id, ChatMessage("user", question), ChatMessage("assistant", answer.answer)
+        )
     cairn.close()
 
 
 @kb_app.command("list")
-def kb_list(json_out: JsonOpt = False) -> None:
-    """Knowledge bases with their document and chunk counts."""
+def kb_list(json_out: JsonOpt = False, as_user: AsUserOpt = None) -> None:
+    """Knowledge bases with their document and chunk counts (those the caller can read)."""
     cairn = open_cairn()
-    kbs = cairn.store.list_kbs()
+    kbs = cairn.store.list_kbs(caller(cairn, as_user))
     if json_out:
         print_json({"knowledge_bases": kbs})
     else:
@@ -243,24 +280,34 @@ def kb_list(json_out: JsonOpt = False) -> None:
 
 
 @kb_app.command("docs")
-def kb_docs(kb: Annotated[str, typer.Argument(help="Knowledge base.")] = "default", json_out: JsonOpt = False) -> None:
-    """Documents of a knowledge base with version and chunk counts."""
+def kb_docs(
+    kb: Annotated[str, typer.Argument(help="Knowledge base.")] = "default",
+    json_out: JsonOpt = False,
+    as_user: AsUserOpt = None,
+) -> None:
+    """Documents of a knowledge base with version, chunk counts and readers."""
     cairn = open_cairn()
-    cairn.store.kb_ids([kb])
-    docs = cairn.store.list_documents(kb)
+    docs = cairn.store.list_documents(caller(cairn, as_user), kb)
     if json_out:
         print_json({"documents": [_doc_json(d) for d in docs]})
     else:
-        table = Table("source", "title", "version", "chunks", "pages")
+        table = Table("source", "title", "version", "chunks", "pages", "readers")
         for d in docs:
-            table.add_row(display_source(d.source), d.title[:60], str(d.version), str(d.chunks), str(d.pages or ""))
+            table.add_row(
+                display_source(d.source),
+                d.title[:60],
+                str(d.version),
+                str(d.chunks),
+                str(d.pages or ""),
+                ", ".join(d.readers) or "admins only",
+            )
         out.print(table)
     cairn.close()
 
 
 def _doc_json(d: object) -> dict[str, object]:
     fields = ("id", "kb", "source", "title", "mime", "version", "chunks", "pages", "content_hash")
-    return {f: getattr(d, f) for f in fields}
+    return {f: getattr(d, f) for f in fields} | {"readers": list(getattr(d, "readers", ()))}
 
 
 @kb_app.command("delete")
@@ -274,4 +321,26 @@ def kb_delete(
     cairn = open_cairn()
     cairn.store.drop_kb(kb)
     out.print(f"deleted {kb}")
+    cairn.close()
+
+
+@app.command()
+def passage(
+    chunk_id: Annotated[int, typer.Argument(help="The passage id (a citation's chunk_id).")],
+    context: Annotated[int, typer.Option(min=0, max=5000, help="Characters of the document shown around it.")] = 300,
+    as_user: AsUserOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a cited passage inside its document (only if the caller may read it)."""
+    want_json_errors(json_out)
+    cairn = open_cairn()
+    hit, body = cairn.store.passage(caller(cairn, as_user), chunk_id)
+    before = body[max(0, hit.start - context) : hit.start]
+    after = body[hit.end : hit.end + context]
+    if json_out:
+        print_json(hit.to_json() | {"chunk_id": hit.chunk_id, "before": before, "after": after, "title": hit.title})
+    else:
+        page = f", page {hit.page}" if hit.page is not None else ""
+        out.print(f"[bold]{display_source(hit.source)}[/]{page}, chars {hit.start}-{hit.end}")
+        out.print(f"[dim]{escape(before)}[/][reverse]{escape(hit.text)}[/][dim]{escape(after)}[/]")
     cairn.close()

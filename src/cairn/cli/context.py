@@ -8,6 +8,7 @@ from typing import Any
 
 from cairn.assistant import Cairn
 from cairn.settings import get_settings
+from cairn.types import SYSTEM, Principal
 
 _opened: list[Cairn] = []
 
@@ -18,6 +19,15 @@ def open_cairn(**overrides: Any) -> Cairn:
     cairn = Cairn(settings)
     _opened.append(cairn)
     return cairn
+
+
+def caller(cairn: Cairn, as_user: str | None) -> Principal:
+    """Who a command acts for: ``--as-user NAME`` (resolved now, with today's groups) or the local operator.
+
+    Whoever can run the CLI on this machine can reach the database anyway, so without
+    ``--as-user`` the command acts as the system principal, which reads everything.
+    """
+    return SYSTEM if as_user is None else cairn.principals.resolve(as_user)
 
 
 def _log_to_home(home: Path, level: str) -> None:

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.index.db import Database
+from cairn.types import SYSTEM
 
 # Per chunk, joined with its postings (aggregated once) and its document. A FULL JOIN rather than a
 # LEFT JOIN so that postings whose chunk is gone show up in the same pass.
 _CHUNKS_SQL = """
 WITH p AS (
     SELECT chunk_id, count(*) AS n, sum(tf) AS tf_sum, min(dl) AS dl_min, max(dl) AS dl_max,
-           min(kb_id) AS kb_min, max(kb_id) AS kb_max
+           min(kb_id) AS kb_min, max(kb_id) AS kb_max, min(acl_id) AS acl_min, max(acl_id) AS acl_max
       FROM postings GROUP BY chunk_id
 ), meta AS (
     SELECT (SELECT value::int FROM index_meta WHERE key = 'dim') AS dim
@@ -35,7 +36,8 @@ SELECT count(c.id),
        count(*) FILTER (WHERE p.dl_min <> c.length OR p.dl_max <> c.length),
        count(*) FILTER (WHERE p.kb_min <> c.kb_id OR p.kb_max <> c.kb_id OR d.kb_id <> c.kb_id),
        count(*) FILTER (WHERE c.id IS NOT NULL AND meta.dim IS NOT NULL AND vector_dims(c.embedding) <> meta.dim),
-       count(*) FILTER (WHERE c.id IS NOT NULL AND meta.dim IS NULL)
+       count(*) FILTER (WHERE c.id IS NOT NULL AND meta.dim IS NULL),
+       count(*) FILTER (WHERE p.acl_min <> c.acl_id OR p.acl_max <> c.acl_id OR d.acl_id <> c.acl_id)
   FROM chunks c
   FULL JOIN p ON p.chunk_id = c.id
   LEFT JOIN documents d ON d.id = c.document_id
@@ -83,6 +85,7 @@ _SENTENCES = {
     "tf_mismatch": "{n} chunks have postings whose term frequencies do not add up to the chunk's length",
     "dl_mismatch": "{n} chunks have postings whose document length differs from the chunk's length",
     "kb_mismatch": "{n} chunks disagree with their document or postings on the knowledge base",
+    "acl_mismatch": "{n} chunks disagree with their document or postings on who may read them",
     "kb_stats_drift": "{n} knowledge bases have kb_stats that differ from their chunks' real count or total length",
     "wrong_dimension": "{n} chunks have an embedding whose dimension differs from index_meta's 'dim'",
     "unbound_embedder": "{n} chunks exist but index_meta records no embedder dimension",
@@ -127,7 +130,7 @@ class IndexReport:
 
 def check_index(db: Database) -> IndexReport:
     """Recompute every invariant of the index from its tables; read-only, safe next to running writers."""
-    with db.connection() as conn, conn.transaction():
+    with db.connection(SYSTEM) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         chunk_row = conn.execute(_CHUNKS_SQL).fetchone()
         ordinal_row = conn.execute(_ORDINALS_SQL).fetchone()
@@ -145,6 +148,7 @@ def check_index(db: Database) -> IndexReport:
         kb_mismatch,
         wrong_dim,
         unbound,
+        acl_mismatch,
     ) = (int(x) for x in chunk_row)
     duplicate_ordinals, ordinal_gaps = (int(x) for x in ordinal_row)
     documents, bad_versions, duplicate_sources = (int(x) for x in document_row)
@@ -159,6 +163,7 @@ def check_index(db: Database) -> IndexReport:
         "tf_mismatch": tf_mismatch,
         "dl_mismatch": dl_mismatch,
         "kb_mismatch": kb_mismatch,
+        "acl_mismatch": acl_mismatch,
         "kb_stats_drift": int(stats_row[0]),
         "wrong_dimension": wrong_dim,
         "unbound_embedder": unbound,

@@ -2,6 +2,11 @@
 
 The rest of cairn only sees :class:`Database`, a lazily started connection pool with the schema
 migrated, so the embedded and the server case run the very same SQL.
+
+Migrations run as the URL's user (the schema owner). Every pooled connection then runs as the
+role ``cairn_app``, which owns nothing and cannot bypass row-level security, and carries the
+identity of whoever borrowed it (:meth:`Database.connection`) in two session settings that the
+security policies read; the identity is cleared when the connection goes back to the pool.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import psycopg
 
 from cairn.errors import StoreError
 from cairn.settings import Settings
+from cairn.types import Principal
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,22 @@ def start_embedded(settings: Settings) -> str:
 _keepalive: list[Any] = []
 
 
+APP_ROLE = "cairn_app"
+
+_SET_SCOPE = "SELECT set_config('cairn.user_id', %s, false), set_config('cairn.system', %s, false)"
+
+
 def _configure(conn: psycopg.Connection) -> None:
     from pgvector.psycopg import register_vector
 
     register_vector(conn)
+    conn.execute(f"SET ROLE {APP_ROLE}")
+    conn.execute(_SET_SCOPE, ("", ""))
+
+
+def _reset(conn: psycopg.Connection) -> None:
+    """Forget the borrower, so the next one starts as nobody (sees nothing) until it says who it is."""
+    conn.execute(_SET_SCOPE, ("", ""))
 
 
 class Database:
@@ -101,15 +119,22 @@ class Database:
                 max_size=self.max_connections,
                 kwargs={"autocommit": True},
                 configure=_configure,
+                reset=_reset,
                 open=True,
             )
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit connection; use ``with conn.transaction():`` for atomic work."""
+    def connection(self, principal: Principal) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection acting for ``principal``; ``with conn.transaction():`` for atomic work.
+
+        The principal is required: row-level security shows a connection nothing until it is told
+        who is asking, and there is no default that could quietly mean "everyone".
+        """
         self.warm_up()
+        scope = ("" if principal.user_id is None else str(principal.user_id), "on" if principal.is_system else "")
         try:
             with self._pool.connection() as conn:
+                conn.execute(_SET_SCOPE, scope)
                 yield conn
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}".strip()) from exc

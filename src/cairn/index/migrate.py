@@ -44,7 +44,13 @@ def applied(conn: psycopg.Connection) -> set[int]:
 
 
 def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply what is missing; returns the names applied. ``conn`` must be in autocommit mode."""
+    """Apply what is missing; returns the names applied. ``conn`` must be in autocommit mode.
+
+    An up-to-date schema is recognised without any DDL, so a login role that may not create
+    tables (a member of ``cairn_app``, not the owner) can start cairn once the owner has migrated.
+    """
+    if {m.number for m in available()} <= applied(conn):
+        return []
     done: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))

@@ -3,6 +3,12 @@
 BM25 is Lucene's Okapi BM25 (idf ``log(1 + (N - df + 0.5) / (df + 0.5))``, tf part without the
 constant ``k1 + 1`` factor, as in Lucene 8+ and bm25s), computed in SQL
 from the postings table; collection statistics are those of the knowledge bases searched.
+
+Every function takes the caller's :class:`~cairn.index.access.Access` as a required argument and
+restricts each statement to the ACL ids it may read (row-level security re-checks the same rule).
+Like Elasticsearch's document-level security, BM25's collection statistics (N, avgdl, df) count
+every document of the knowledge base, readable or not: scores can shift with documents the
+caller cannot see, but no text, id or count of them is returned.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
+from cairn.index.access import Access
 from cairn.types import Hit
 
 _BM25_SQL = """
@@ -38,7 +45,7 @@ SELECT p.chunk_id,
   JOIN q ON q.term = p.term
   JOIN df ON df.term = p.term
  CROSS JOIN stats s
- WHERE p.kb_id = ANY(%(kbs)s) AND p.term = ANY(%(terms)s){filter}
+ WHERE p.kb_id = ANY(%(kbs)s) AND p.term = ANY(%(terms)s){acl}{filter}
  GROUP BY p.chunk_id
  ORDER BY score DESC, p.chunk_id
  LIMIT %(k)s
@@ -120,6 +127,8 @@ def bm25_search(
     k: int,
     params: BM25Params | None = None,
     filters: Filters | None = None,
+    *,
+    access: Access,
 ) -> list[tuple[int, float]]:
     """Top ``k`` chunk ids by BM25 for the analysed query ``terms`` (repeats weigh as in Lucene)."""
     if not terms or not kb_ids:
@@ -127,9 +136,11 @@ def bm25_search(
     params = params or BM25Params()
     counts = Counter(terms)
     where, extra = _chunk_filter(filters, "p.chunk_id")
+    acl, acl_params = access.clause("p.acl_id")
     rows = conn.execute(
-        _BM25_SQL.replace("{filter}", where),
+        _BM25_SQL.replace("{filter}", where).replace("{acl}", acl),
         extra
+        | acl_params
         | {
             "terms": list(counts),
             "qtf": list(counts.values()),
@@ -151,6 +162,7 @@ def vector_search(
     dim: int,
     ef_search: int = 200,
     filters: Filters | None = None,
+    access: Access,
 ) -> list[tuple[int, float]]:
     """Top ``k`` chunk ids by cosine similarity through the HNSW index (iterative scan keeps filtered recall)."""
     if not kb_ids:
@@ -159,11 +171,12 @@ def vector_search(
     conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(ef_search, k))),))
     conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
     where, extra = _chunk_filter(filters, "id")
+    acl, acl_params = access.clause("acl_id")
     rows = conn.execute(
         f"SELECT id, embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM chunks"
-        f" WHERE kb_id = ANY(%(kbs)s){where}"
+        f" WHERE kb_id = ANY(%(kbs)s){acl}{where}"
         f" ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(k)s",
-        extra | {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
+        extra | acl_params | {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
     ).fetchall()
     hits = [(int(r[0]), 1.0 - float(r[1])) for r in rows]
     hits.sort(key=lambda h: (-h[1], h[0]))
@@ -174,6 +187,7 @@ def fetch_hits(
     conn: psycopg.Connection,
     chunk_ids: Sequence[int],
     *,
+    access: Access,
     query_vector: npt.NDArray[np.float32] | None = None,
     dim: int = 0,
     with_embeddings: bool = False,
@@ -190,11 +204,13 @@ def fetch_hits(
         cosine = f"1 - (c.embedding::vector({dim}) <=> %(q)s::vector({dim}))"
         params["q"] = np.asarray(query_vector, dtype=np.float32)
     embedding = "c.embedding" if with_embeddings else "NULL"
+    acl, acl_params = access.clause("c.acl_id")
+    params |= acl_params
     rows = conn.execute(
         "SELECT c.id, c.document_id, d.source, c.text, c.start_char, c.end_char, c.page, d.title, kb.name,"
-        f" c.heading_path, d.version, {cosine}, {embedding}"
+        f" c.heading_path, d.version, {cosine}, {embedding}, c.flags"
         " FROM chunks c JOIN documents d ON d.id = c.document_id JOIN knowledge_bases kb ON kb.id = c.kb_id"
-        " WHERE c.id = ANY(%(ids)s)",
+        f" WHERE c.id = ANY(%(ids)s){acl}",
         params,
     ).fetchall()
     out: dict[int, tuple[Hit, npt.NDArray[np.float32] | None]] = {}
@@ -215,6 +231,7 @@ def fetch_hits(
             heading_path=tuple(r[9] or ()),
             score=0.0,
             scores=scores,
+            flags=tuple(r[13] or ()),
         )
         vec = None if r[12] is None else np.asarray(r[12].to_numpy() if hasattr(r[12], "to_numpy") else r[12])
         out[hit.chunk_id] = (hit, vec)

@@ -4,6 +4,8 @@ Files are hashed first, so unchanged ones cost one read; changed ones are parsed
 embedded outside any transaction, then written in small batches, each batch one transaction.
 A crash therefore loses at most the batch in flight, and the index stays consistent.
 A file that fails to parse is reported and skipped; its last good version stays searchable.
+Readers come from ``.cairn-acl`` sidecars or the caller (:mod:`cairn.ingest.acl`); a file whose
+content is unchanged but whose readers changed gets its new access list without re-embedding.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from cairn.errors import CairnError, InputError, NotFound
-from cairn.index.store import DocumentWrite, IndexStore
+from cairn.index.store import DocumentWrite, IndexStore, StoredState
+from cairn.ingest.acl import AclResolver, is_sidecar
 from cairn.ingest.base import Chunker
 from cairn.models.base import Embedder
 from cairn.types import ChunkDraft, ParsedDocument
@@ -45,6 +48,7 @@ class SyncReport:
     kb: str
     files: list[FileReport] = field(default_factory=list)
     seconds: float = 0.0
+    admin_only: int = 0  # documents written with no readers: nobody but admins can see them
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -70,6 +74,7 @@ class SyncReport:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "pages_per_s": round(self.pages / self.seconds, 2) if self.seconds > 0 else None,
+            "admin_only": self.admin_only,
             "problems": [
                 {"source": f.source, "status": f.status, "message": f.message}
                 for f in self.files
@@ -85,6 +90,7 @@ class _Pending:
     content_hash: str
     size: int
     metadata: dict[str, Any]
+    readers: tuple[str, ...]
 
 
 def iter_files(root: Path, unreadable: list[str] | None = None) -> Iterator[Path]:
@@ -103,9 +109,9 @@ def iter_files(root: Path, unreadable: list[str] | None = None) -> Iterator[Path
     for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
             path = Path(dirpath) / name
+            if name.startswith(".") or is_sidecar(path):
+                continue
             if path.is_symlink():
                 target = path.resolve()
                 if not target.is_relative_to(root) or not target.is_file():
@@ -126,12 +132,14 @@ class Ingestor:
         *,
         max_bytes: int = 100 * 1024 * 1024,
         batch_chunks: int = 256,
+        chunk_flags: Callable[[str], tuple[str, ...]] | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.max_bytes = max_bytes
         self.batch_chunks = batch_chunks
+        self.chunk_flags = chunk_flags  # the guards' findings stored with each chunk (e.g. "injection")
 
     def _bind(self, kb: str) -> None:
         self.store.ensure_kb(kb)
@@ -145,9 +153,14 @@ class Ingestor:
         *,
         full: bool = False,
         prune: bool = True,
+        readers: tuple[str, ...] = (),
         progress: Callable[[FileReport], None] | None = None,
     ) -> SyncReport:
-        """Make ``kb`` reflect the files under ``root``: add new, replace changed, delete removed."""
+        """Make ``kb`` reflect the files under ``root``: add new, replace changed, delete removed.
+
+        ``readers`` (ACL tokens, see :func:`cairn.index.access.readers`) apply to files that no
+        ``.cairn-acl`` sidecar governs.
+        """
         from cairn.ingest.parse import parse_bytes
 
         root = Path(root).expanduser()
@@ -156,8 +169,9 @@ class Ingestor:
         started = time.perf_counter()
         self._bind(kb)
         report = SyncReport(kb=kb)
-        known = self.store.content_hashes(kb)
+        known = self.store.stored_state(kb)
         emit = _emitter(report, progress)
+        acls = AclResolver(root if root.is_dir() else root.parent, readers)
         unreadable: list[str] = []
         paths = [root.resolve()] if root.is_file() else list(iter_files(root, unreadable))
         for folder in unreadable:
@@ -177,9 +191,13 @@ class Ingestor:
             except (OSError, InputError) as exc:
                 emit(FileReport(source, "error", message=_reason(exc)))
                 continue
+            try:
+                file_readers = acls.readers_for(path)
+            except InputError as exc:
+                emit(FileReport(source, "error", message=exc.message))
+                continue
             digest = hashlib.sha256(data).hexdigest()
-            if not full and known.get(source) == digest:
-                emit(FileReport(source, "unchanged"))
+            if not full and self._unchanged(kb, source, known.get(source), digest, file_readers, emit):
                 continue
             try:
                 parsed = parse_bytes(data, path.name)
@@ -187,11 +205,11 @@ class Ingestor:
                 status: Status = "skipped" if exc.status == 415 else "error"
                 emit(FileReport(source, status, message=exc.message))
                 continue
-            pending.append(_Pending(source, parsed, digest, len(data), {"filename": path.name}))
+            pending.append(_Pending(source, parsed, digest, len(data), {"filename": path.name}, file_readers))
             if sum(max(1, len(p.parsed.text) // 1000) for p in pending) >= self.batch_chunks:
-                self._flush(kb, pending, full, emit)
+                self._flush(kb, pending, full, emit, report)
                 pending = []
-        self._flush(kb, pending, full, emit)
+        self._flush(kb, pending, full, emit, report)
         if prune and root.is_dir() and not unreadable:
             prefix = str(root.resolve()) + os.sep
             gone = sorted(s for s in known if s.startswith(prefix) and s not in seen)
@@ -208,6 +226,7 @@ class Ingestor:
         documents: Iterable[tuple[str, ParsedDocument]],
         *,
         full: bool = False,
+        readers: tuple[str, ...] = (),
         progress: Callable[[FileReport], None] | None = None,
     ) -> SyncReport:
         """Index already-parsed documents keyed by ``source`` (evaluation corpora, API uploads)."""
@@ -215,25 +234,49 @@ class Ingestor:
         self._bind(kb)
         report = SyncReport(kb=kb)
         emit = _emitter(report, progress)
-        known = {} if full else self.store.content_hashes(kb)
+        known = {} if full else self.store.stored_state(kb)
         pending: list[_Pending] = []
         for source, parsed in documents:
             digest = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
-            if known.get(source) == digest:
-                emit(FileReport(source, "unchanged"))
+            if self._unchanged(kb, source, known.get(source), digest, readers, emit):
                 continue
-            pending.append(_Pending(source, parsed, digest, len(parsed.text.encode("utf-8")), {}))
+            pending.append(_Pending(source, parsed, digest, len(parsed.text.encode("utf-8")), {}, readers))
             if len(pending) >= self.batch_chunks:
-                self._flush(kb, pending, full, emit)
+                self._flush(kb, pending, full, emit, report)
                 pending = []
-        self._flush(kb, pending, full, emit)
+        self._flush(kb, pending, full, emit, report)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _flush(self, kb: str, pending: Sequence[_Pending], full: bool, emit: Callable[[FileReport], None]) -> None:
+    def _unchanged(
+        self,
+        kb: str,
+        source: str,
+        state: StoredState | None,
+        digest: str,
+        readers: tuple[str, ...],
+        emit: Callable[[FileReport], None],
+    ) -> bool:
+        """True when the stored version has this content (its readers are brought up to date)."""
+        if state is None or state.content_hash != digest:
+            return False
+        if state.readers == readers:
+            emit(FileReport(source, "unchanged"))
+        else:
+            self.store.set_readers(kb, source, readers)
+            shown = ", ".join(readers) or "admins only"
+            emit(FileReport(source, "updated", message=f"readers changed to {shown}"))
+        return True
+
+    def _flush(
+        self, kb: str, pending: Sequence[_Pending], full: bool, emit: Callable[[FileReport], None], report: SyncReport
+    ) -> None:
         if not pending:
             return
         drafts = [self.chunker.chunk(p.parsed) for p in pending]
+        if self.chunk_flags is not None:
+            flag = self.chunk_flags
+            drafts = [[replace(c, flags=flag(c.text)) for c in chunks] for chunks in drafts]
         flat = [embedding_text(p.parsed, c) for p, chunks in zip(pending, drafts, strict=True) for c in chunks]
         vectors = self.embedder.embed_documents(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
         writes, offset = [], 0
@@ -247,12 +290,14 @@ class Ingestor:
                     content_hash=item.content_hash,
                     size_bytes=item.size,
                     metadata=item.metadata,
+                    readers=item.readers,
                 )
             )
             offset += len(chunks)
         results = self.store.write_documents(kb, writes, force=full)
+        report.admin_only += sum(1 for item in pending if not item.readers)
         for item, result in zip(pending, results, strict=True):
-            status: Status = result.status  # type: ignore[assignment]
+            status: Status = "updated" if result.status == "access" else result.status  # type: ignore[assignment]
             message = "" if result.chunks else "no extractable text"
             emit(
                 FileReport(

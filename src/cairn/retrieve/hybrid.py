@@ -1,7 +1,8 @@
 """Hybrid retrieval: BM25 and dense top-k from Postgres, fused, optionally diversified with MMR.
 
 All reads of one query run in a single REPEATABLE READ snapshot, so a document being re-indexed
-is seen either entirely old or entirely new, never mixed.
+is seen either entirely old or entirely new, never mixed; the caller's readable ACL ids are
+computed in that same snapshot and restrict every statement.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from typing import Literal
 import numpy as np
 
 from cairn.errors import InputError
+from cairn.index.access import access_for
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
 from cairn.index.search import BM25Params, Filters, bm25_search, fetch_hits, vector_search
-from cairn.index.store import IndexStore
+from cairn.index.store import IndexStore, kb_ids
 from cairn.models.base import Embedder
 from cairn.retrieve.fusion import convex, min_max, ranked, rrf
 from cairn.retrieve.mmr import mmr_order
 from cairn.settings import Settings
-from cairn.types import Hit
+from cairn.types import Hit, Principal
 
 Mode = Literal["hybrid", "bm25", "dense"]
 
@@ -69,6 +71,7 @@ class Retrieval:
     query: str
     hits: list[Hit]
     timings_ms: dict[str, float]
+    audit_id: int | None = None
 
 
 class HybridRetriever:
@@ -104,6 +107,7 @@ class HybridRetriever:
         kbs: Sequence[str],
         config: RetrievalConfig | None = None,
         *,
+        principal: Principal,
         filters: Filters | None = None,
     ) -> Retrieval:
         cfg = config or self.config
@@ -112,7 +116,6 @@ class HybridRetriever:
             raise InputError("the query is empty")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        kb_ids = self.store.kb_ids(list(kbs))
         self.embedder.warm_up()
         self._check_embedder()
         terms = self.analyzer.terms(query)
@@ -120,23 +123,34 @@ class HybridRetriever:
         timings["embed_query"] = _ms(t0)
         dim = int(qvec.shape[-1])
         pool = cfg.top_k * 4 if cfg.mmr else cfg.top_k
-        with self.db.connection() as conn, conn.transaction():
+        with self.db.connection(principal) as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            access = access_for(conn, principal)
+            kbs_searched = kb_ids(conn, list(kbs), access)
             lists: dict[str, list[tuple[int, float]]] = {}
             t1 = time.perf_counter()
             if cfg.mode in ("hybrid", "bm25"):
-                lists["bm25"] = bm25_search(conn, kb_ids, terms, cfg.candidates, cfg.bm25, filters)
+                lists["bm25"] = bm25_search(conn, kbs_searched, terms, cfg.candidates, cfg.bm25, filters, access=access)
             timings["bm25"] = _ms(t1)
             t2 = time.perf_counter()
             if cfg.mode in ("hybrid", "dense"):
                 lists["dense"] = vector_search(
-                    conn, kb_ids, qvec, cfg.candidates, dim=dim, ef_search=cfg.ef_search, filters=filters
+                    conn,
+                    kbs_searched,
+                    qvec,
+                    cfg.candidates,
+                    dim=dim,
+                    ef_search=cfg.ef_search,
+                    filters=filters,
+                    access=access,
                 )
             timings["dense"] = _ms(t2)
             fused = _fuse(lists, cfg)
             top = fused[: max(pool, cfg.top_k)]
             t3 = time.perf_counter()
-            rows = fetch_hits(conn, [i for i, _ in top], query_vector=qvec, dim=dim, with_embeddings=cfg.mmr)
+            rows = fetch_hits(
+                conn, [i for i, _ in top], access=access, query_vector=qvec, dim=dim, with_embeddings=cfg.mmr
+            )
             timings["fetch"] = _ms(t3)
         per_list = {name: dict(items) for name, items in lists.items()}
         hits = []

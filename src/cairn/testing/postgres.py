@@ -24,6 +24,16 @@ def with_database(url: str, name: str) -> str:
     return make_conninfo("", **params)
 
 
+def with_role(url: str, user: str) -> str:
+    """The same server URL logging in as ``user`` (trust authentication, as the test servers use)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+    params["user"] = user
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

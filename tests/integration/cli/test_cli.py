@@ -8,32 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from cairn.cli import commands, eval_cmd, index_cmd  # noqa: F401  (register the commands)
-from cairn.cli.app import app
-from cairn.cli.context import close_all
-
-
-@pytest.fixture
-def run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("CAIRN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CAIRN_DATABASE_URL", database_url)
-    monkeypatch.setenv("CAIRN_EMBEDDER", "fake:hash?dim=64")
-    monkeypatch.setenv("CAIRN_GENERATOR", "extractive:")
-    monkeypatch.setenv("CAIRN_MIN_RELEVANCE", "0.2")  # the hash embedder's cosines are not calibrated
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        try:
-            result = runner.invoke(app, list(args), catch_exceptions=False)
-        finally:
-            close_all()
-        return result.exit_code, result.stdout
-
-    return invoke
-
 
 def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     docs = tmp_path / "docs"
@@ -54,10 +28,10 @@ def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: igno
     code, out = run("ask", "How do I report a suspicious email?", "--kb", "handbook", "--json")
     answer = json.loads(out)
     assert code == 0
-    assert set(answer) == {"answer", "refused", "citations", "timings_ms"}
+    assert set(answer) == {"answer", "refused", "citations", "timings_ms", "grounding", "guards", "audit_id"}
     assert answer["refused"] is False and "security@example.com" in answer["answer"]
     (citation,) = answer["citations"]
-    assert set(citation) == {"id", "source", "page", "start", "end", "text"}
+    assert set(citation) == {"id", "chunk_id", "source", "page", "start", "end", "text"}
     assert citation["source"].endswith("it.txt") and citation["page"] is None
     body = (docs / "it.txt").read_text(encoding="utf-8")
     assert body[citation["start"] : citation["end"]] == citation["text"]
@@ -68,7 +42,7 @@ def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: igno
     code, out = run("search", "suspicious email", "--kb", "handbook", "--json", "-k", "3")
     hits = json.loads(out)["hits"]
     assert code == 0 and len(hits) == 1
-    assert set(hits[0]) == {"source", "page", "start", "end", "score", "text"}
+    assert set(hits[0]) == {"chunk_id", "source", "page", "start", "end", "score", "text"}
 
     code, out = run("kb", "list", "--json")
     assert json.loads(out)["knowledge_bases"][0] | {"description": ""} == {

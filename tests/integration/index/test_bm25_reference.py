@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from cairn.assistant import Cairn
+from cairn.index.access import Access
 from cairn.index.search import BM25Params, bm25_search
 from cairn.index.store import DocumentWrite
-from cairn.types import ChunkDraft, ParsedDocument
+from cairn.types import SYSTEM, ChunkDraft, ParsedDocument
 
 CORPUS = [
     "Multi-factor authentication is now mandatory for all internal systems.",
@@ -59,15 +60,15 @@ def test_scores_match_bm25s(make_cairn: Callable[..., Cairn], params: BM25Params
     analyzer = cairn.analyzer
     reference = bm25s.BM25(method="lucene", k1=params.k1, b=params.b)
     reference.index([analyzer.terms(t) for t in CORPUS], show_progress=False)
-    kb_ids = cairn.store.kb_ids(["ref"])
-    with cairn.db.connection() as conn:
+    kb_ids = cairn.store.kb_ids(["ref"], SYSTEM)
+    with cairn.db.connection(SYSTEM) as conn:
         ids = {
             r[1]: int(r[0])
             for r in conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.document_id")
         }
         for query in QUERIES:
             terms = analyzer.terms(query)
-            ours = dict(bm25_search(conn, kb_ids, terms, k=len(CORPUS), params=params))
+            ours = dict(bm25_search(conn, kb_ids, terms, k=len(CORPUS), params=params, access=Access(None)))
             expected = reference.get_scores(terms) if terms else np.zeros(len(CORPUS))
             got = np.array([ours.get(ids[f"d{i}"], 0.0) for i in range(len(CORPUS))])
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=query)

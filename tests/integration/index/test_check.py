@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -46,7 +47,8 @@ def _ingested(make_cairn: Callable[..., Cairn], tmp_path: Path) -> Cairn:
 
 
 def _sql(cairn: Cairn, *statements: str) -> None:
-    with cairn.db.connection() as conn:
+    """Corrupt the index as the schema owner would (the application role may not alter tables)."""
+    with psycopg.connect(cairn.db.url, autocommit=True) as conn:
         for statement in statements:
             conn.execute(statement)
 
@@ -167,7 +169,7 @@ def test_each_corruption_is_detected(make_cairn: Callable[..., Cairn], tmp_path:
     statements, expected = CORRUPTIONS[name]
     _sql(cairn, *statements)
     if expected.get("orphan_postings") == -1:
-        with cairn.db.connection() as conn:
+        with psycopg.connect(cairn.db.url) as conn:
             row = conn.execute("SELECT n FROM gone").fetchone()
         assert row is not None and row[0] > 0
         expected = {"orphan_postings": int(row[0])}

@@ -30,6 +30,7 @@ import pytest
 from cairn.assistant import Cairn
 from cairn.index.check import check_index
 from cairn.ingest.parse import parse_bytes
+from cairn.types import SYSTEM
 
 KB = "crash"
 WORDS = (
@@ -85,7 +86,7 @@ class Folder:
 
 def _stored(cairn: Cairn) -> dict[str, tuple[str, Spans]]:
     """Per source: its content hash and its chunks' (ordinal, start, end), in ordinal order."""
-    with cairn.db.connection() as conn, conn.transaction():
+    with cairn.db.connection(SYSTEM) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         documents = conn.execute(
             "SELECT d.id, d.source, d.content_hash FROM documents d JOIN knowledge_bases kb ON kb.id = d.kb_id"

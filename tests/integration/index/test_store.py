@@ -11,7 +11,7 @@ import pytest
 from cairn.assistant import Cairn
 from cairn.errors import NotFound, SchemaMismatch
 from cairn.index.store import DocumentWrite
-from cairn.types import ChunkDraft, ParsedDocument
+from cairn.types import SYSTEM, ChunkDraft, ParsedDocument
 
 
 def _doc(cairn: Cairn, source: str, paragraphs: list[str]) -> DocumentWrite:
@@ -33,7 +33,7 @@ def _doc(cairn: Cairn, source: str, paragraphs: list[str]) -> DocumentWrite:
 
 
 def _invariants(cairn: Cairn) -> dict[str, int]:
-    with cairn.db.connection() as conn:
+    with cairn.db.connection(SYSTEM) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM chunks),"
             " (SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id)),"
@@ -67,7 +67,7 @@ def test_write_search_replace_delete(make_cairn: Callable[..., Cairn]) -> None:
     assert [r.status for r in results] == ["added", "added"]
     assert _invariants(cairn)["chunks"] == 3
 
-    hits = cairn.retriever.search("remote work policy", ["kb"]).hits
+    hits = cairn.retriever.search("remote work policy", ["kb"], principal=SYSTEM).hits
     assert hits[0].source == "a.txt" and "remote work" in hits[0].text
 
     again = cairn.store.write_documents("kb", [first])
@@ -77,18 +77,18 @@ def test_write_search_replace_delete(make_cairn: Callable[..., Cairn]) -> None:
     (updated,) = cairn.store.write_documents("kb", [shrunk])
     assert (updated.status, updated.version, updated.chunks) == ("updated", 2, 1)
     assert _invariants(cairn)["chunks"] == 2
-    texts = [h.text for h in cairn.retriever.search("travel sustainable", ["kb"]).hits]
+    texts = [h.text for h in cairn.retriever.search("travel sustainable", ["kb"], principal=SYSTEM).hits]
     assert not any("sustainable" in t for t in texts), "a chunk of the old version survived"
 
     assert cairn.store.delete_documents("kb", ["a.txt"]) == 1
     assert _invariants(cairn)["chunks"] == 1
-    assert all(h.source != "a.txt" for h in cairn.retriever.search("remote work policy", ["kb"]).hits)
+    assert all(h.source != "a.txt" for h in cairn.retriever.search("remote work policy", ["kb"], principal=SYSTEM).hits)
 
 
 def test_unknown_kb_and_embedder_mismatch(make_cairn: Callable[..., Cairn]) -> None:
     cairn = setup(make_cairn)
     with pytest.raises(NotFound):
-        cairn.retriever.search("anything", ["nope"])
+        cairn.retriever.search("anything", ["nope"], principal=SYSTEM)
     with pytest.raises(SchemaMismatch):
         cairn.store.bind_embedder("another-model", 32)
 
@@ -98,14 +98,14 @@ def test_kb_filter_and_drop(make_cairn: Callable[..., Cairn]) -> None:
     cairn.store.ensure_kb("other")
     cairn.store.write_documents("kb", [_doc(cairn, "a.txt", ["Quarterly payroll closes on the 25th."])])
     cairn.store.write_documents("other", [_doc(cairn, "b.txt", ["Quarterly payroll is outsourced."])])
-    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb"]).hits} == {"a.txt"}
-    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb", "other"]).hits} == {
+    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb"], principal=SYSTEM).hits} == {"a.txt"}
+    assert {h.source for h in cairn.retriever.search("quarterly payroll", ["kb", "other"], principal=SYSTEM).hits} == {
         "a.txt",
         "b.txt",
     }
     cairn.store.drop_kb("other")
     _invariants(cairn)
-    assert [k["name"] for k in cairn.store.list_kbs()] == ["kb"]
+    assert [k["name"] for k in cairn.store.list_kbs(SYSTEM)] == ["kb"]
 
 
 def test_readers_never_see_two_versions(make_cairn: Callable[..., Cairn]) -> None:
@@ -125,7 +125,7 @@ def test_readers_never_see_two_versions(make_cairn: Callable[..., Cairn]) -> Non
     config = cairn.retrieval_config.with_(top_k=20)
     seen = 0
     while not stop.is_set() or seen < 5:
-        hits = cairn.retriever.search("marker part", ["kb"], config).hits
+        hits = cairn.retriever.search("marker part", ["kb"], config, principal=SYSTEM).hits
         versions = {h.text.split()[1] for h in hits}
         if len(versions) != 1 or len(hits) != 6:
             errors.append(f"{len(hits)} hits from {sorted(versions)}")
@@ -139,7 +139,7 @@ def test_vectors_roundtrip_exactly(make_cairn: Callable[..., Cairn]) -> None:
     cairn = setup(make_cairn)
     doc = _doc(cairn, "a.txt", ["Exact vectors matter for cosine scores."])
     cairn.store.write_documents("kb", [doc])
-    with cairn.db.connection() as conn:
+    with cairn.db.connection(SYSTEM) as conn:
         stored = conn.execute("SELECT embedding FROM chunks").fetchone()
     assert stored is not None
     np.testing.assert_allclose(np.asarray(stored[0].to_numpy()), doc.embeddings[0], atol=1e-6)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cairn.assistant import Cairn
+from cairn.types import SYSTEM
 
 
 def _write(root: Path, name: str, content: str | bytes) -> Path:
@@ -48,7 +49,7 @@ def test_incremental_sync(make_cairn: Callable[..., Cairn], tmp_path: Path) -> N
     assert not first.ok
     fake = next(f for f in first.files if f.source.endswith("fake.pdf"))
     assert any("text" in w for w in fake.warnings)
-    hits = cairn.retriever.search("train trips hotels", ["kb"]).hits
+    hits = cairn.retriever.search("train trips hotels", ["kb"], principal=SYSTEM).hits
     assert hits[0].source.endswith("policy.md") and hits[0].heading_path[0] == "Travel"
 
     second = cairn.ingestor.sync_folder(docs, "kb")
@@ -59,14 +60,14 @@ def test_incremental_sync(make_cairn: Callable[..., Cairn], tmp_path: Path) -> N
     third = cairn.ingestor.sync_folder(docs, "kb")
     status = _statuses(third)
     assert status["notes.txt"] == "updated" and status["fake.pdf"] == "deleted"
-    texts = " ".join(h.text for h in cairn.retriever.search("parking permits canteen", ["kb"]).hits)
+    texts = " ".join(h.text for h in cairn.retriever.search("parking permits canteen", ["kb"], principal=SYSTEM).hits)
     assert "March" in texts and "January" not in texts and "canteen" not in texts
-    (doc,) = [d for d in cairn.store.list_documents("kb") if d.source.endswith("notes.txt")]
+    (doc,) = [d for d in cairn.store.list_documents(SYSTEM, "kb") if d.source.endswith("notes.txt")]
     assert doc.version == 2
 
     full = cairn.ingestor.sync_folder(docs, "kb", full=True)
     assert _statuses(full)["policy.md"] == "updated"
-    assert {Path(d.source).name for d in cairn.store.list_documents("kb")} == {"policy.md", "notes.txt"}
+    assert {Path(d.source).name for d in cairn.store.list_documents(SYSTEM, "kb")} == {"policy.md", "notes.txt"}
 
 
 def test_corrupt_update_keeps_last_good_version(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_corrupt_update_keeps_last_good_version(make_cairn: Callable[..., Cairn]
     (docs / "a.html").write_bytes(b"\x00\x01\x02 not html any more \xff\xfe" * 10)
     report = cairn.ingestor.sync_folder(docs, "kb")
     assert _statuses(report)["a.html"] in ("error", "skipped")
-    assert "vpn.example.com" in cairn.retriever.search("vpn gateway", ["kb"]).hits[0].text
+    assert "vpn.example.com" in cairn.retriever.search("vpn gateway", ["kb"], principal=SYSTEM).hits[0].text
 
 
 def test_metadata_filters_apply_inside_retrieval(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
@@ -89,13 +90,23 @@ def test_metadata_filters_apply_inside_retrieval(make_cairn: Callable[..., Cairn
     _write(docs, "notes/leave.txt", "Annual leave notes: 30 days, ask your manager.")
     _write(docs, "notes/100%_leave.txt", "Annual leave planning sheet.")
     cairn.ingestor.sync_folder(docs, "kb")
-    assert len({h.source for h in cairn.retriever.search("annual leave", ["kb"]).hits}) == 3
-    only_md = cairn.retriever.search("annual leave", ["kb"], filters=Filters(mimes=("text/markdown",))).hits
+    assert len({h.source for h in cairn.retriever.search("annual leave", ["kb"], principal=SYSTEM).hits}) == 3
+    only_md = cairn.retriever.search(
+        "annual leave", ["kb"], filters=Filters(mimes=("text/markdown",)), principal=SYSTEM
+    ).hits
     assert {Path(h.source).name for h in only_md} == {"leave.md"}
-    under_notes = cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("notes/*",))).hits
+    under_notes = cairn.retriever.search(
+        "annual leave", ["kb"], filters=Filters(sources=("notes/*",)), principal=SYSTEM
+    ).hits
     assert {Path(h.source).name for h in under_notes} == {"leave.txt", "100%_leave.txt"}
-    literal = cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("100%_*",))).hits
+    literal = cairn.retriever.search(
+        "annual leave", ["kb"], filters=Filters(sources=("100%_*",)), principal=SYSTEM
+    ).hits
     assert {Path(h.source).name for h in literal} == {"100%_leave.txt"}
-    meta = cairn.retriever.search("annual leave", ["kb"], filters=Filters(metadata=(("filename", "leave.md"),))).hits
+    meta = cairn.retriever.search(
+        "annual leave", ["kb"], filters=Filters(metadata=(("filename", "leave.md"),)), principal=SYSTEM
+    ).hits
     assert {Path(h.source).name for h in meta} == {"leave.md"}
-    assert cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("*.pdf",))).hits == []
+    assert (
+        cairn.retriever.search("annual leave", ["kb"], filters=Filters(sources=("*.pdf",)), principal=SYSTEM).hits == []
+    )

@@ -1,0 +1,93 @@
+"""Two ``cairn serve`` processes on one database are one service: a session started on one continues on the other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cairn.testing.postgres import free_port
+
+from .conftest import KB, World
+
+LEAVE = "How long is parental leave?"
+
+
+@pytest.fixture
+def replicas(world: World, database_url: str, tmp_path: Path) -> Iterator[list[str]]:
+    env = {
+        **os.environ,
+        "CAIRN_HOME": str(tmp_path / "home"),
+        "CAIRN_DATABASE_URL": database_url,
+        "CAIRN_EMBEDDER": "fake:hash?dim=64",
+        "CAIRN_GENERATOR": "extractive:",
+        "CAIRN_MIN_RELEVANCE": "0.2",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    urls = []
+    try:
+        for i in range(2):
+            port = free_port()
+            log = (tmp_path / f"replica-{i}.log").open("wb")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cairn", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes, strict=True):
+            _wait_ready(url, process)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "cairn serve exited"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not become ready")
+
+
+def test_a_session_started_on_one_replica_continues_on_the_other(replicas: list[str], world: World) -> None:
+    one, two = replicas
+    alice = world.auth("alice")
+    session = httpx.post(f"{one}/api/chats", json={"kbs": [KB]}, headers=alice).json()["id"]
+    first = httpx.post(f"{one}/api/chats/{session}/messages", json={"question": LEAVE}, headers=alice, timeout=60)
+    assert "sixteen weeks" in first.json()["answer"]
+
+    follow_up_question = {"question": "Whom do I contact about it?"}
+    follow_up = httpx.post(f"{two}/api/chats/{session}/messages", json=follow_up_question, headers=alice, timeout=60)
+    assert follow_up.status_code == 200, follow_up.text
+    assert follow_up.json()["refused"] is False, "the second replica read the first one's history"
+    alone = httpx.post(f"{two}/api/ask", json=follow_up_question | {"kbs": [KB]}, headers=alice, timeout=60)
+    assert alone.json()["refused"] is True, "without the history the follow-up finds nothing"
+
+    on_two = httpx.get(f"{two}/api/chats/{session}", headers=alice).json()
+    assert [m["role"] for m in on_two["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert httpx.get(f"{one}/api/chats/{session}", headers=world.auth("bob")).status_code == 404
+    assert httpx.delete(f"{two}/api/chats/{session}", headers=alice).status_code == 204
+    assert httpx.get(f"{one}/api/chats/{session}", headers=alice).status_code == 404
+    schema = httpx.get(f"{one}/openapi.json").json()
+    assert schema["info"]["title"] == "cairn"
