@@ -35,6 +35,7 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m browser tests/browser
 
 test-all: install
 	$(BIN)/python -m pytest -m ''

@@ -53,6 +53,7 @@ def register_commands() -> None:
 
 def main() -> None:
     register_commands()
+    want_json_errors(False)  # a command with --json turns it on for its own run only
 
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)  # the full log goes to CAIRN_HOME/logs/cairn.log

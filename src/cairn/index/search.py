@@ -27,14 +27,16 @@ import psycopg
 from cairn.index.access import Access
 from cairn.types import Hit
 
+# The CTEs are MATERIALIZED: with row-level security on postings the planner cannot estimate how
+# many rows survive the policy, and without the fence it re-ran the statistics once per posting.
 _BM25_SQL = """
-WITH q AS (
+WITH q AS MATERIALIZED (
     SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)
-), stats AS (
+), stats AS MATERIALIZED (
     SELECT coalesce(sum(chunk_count), 0)::float8 AS n,
            coalesce(sum(total_length)::float8 / nullif(sum(chunk_count), 0), 1) AS avgdl
       FROM kb_stats WHERE kb_id = ANY(%(kbs)s)
-), df AS (
+), df AS MATERIALIZED (
     SELECT term, count(*)::float8 AS df FROM postings
      WHERE kb_id = ANY(%(kbs)s) AND term = ANY(%(terms)s) GROUP BY term
 )

@@ -34,6 +34,7 @@ ADMIN_ONLY = {
     ("GET", "/api/audit"),
     ("GET", "/api/audit/verify"),
     ("GET", "/api/audit/export"),
+    ("GET", "/api/stats"),
 }
 
 
