@@ -10,11 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cairn.cli.app import app, kb_app, print_json, want_json_errors
-from cairn.cli.context import caller, open_cairn
+from cairn.cli.context import caller, open_cairn, progress_bar
 from cairn.index.access import readers
 from cairn.index.search import Filters
 from cairn.ingest.sync import FileReport, iter_files
@@ -66,15 +65,7 @@ def ingest(
     acl = readers(_split(groups), _split(users))
     cairn = open_cairn()
     total = 1 if path.is_file() else sum(1 for _ in iter_files(path)) if path.is_dir() else 0
-    with Progress(
-        TextColumn("[bold]ingest[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        disable=json_out or not err.is_terminal,
-    ) as progress:
+    with progress_bar(quiet=json_out, label="[bold]ingest[/]") as progress:
         task = progress.add_task("", total=total)
 
         def on_file(item: FileReport) -> None:

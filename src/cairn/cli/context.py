@@ -6,6 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from cairn.assistant import Cairn
 from cairn.settings import get_settings
 from cairn.types import SYSTEM, Principal
@@ -19,6 +22,16 @@ def open_cairn(**overrides: Any) -> Cairn:
     cairn = Cairn(settings)
     _opened.append(cairn)
     return cairn
+
+
+def progress_bar(*, quiet: bool = False, label: str | None = None) -> Progress:
+    """The progress bar of long commands, on stderr and only on a terminal (never mixed into --json)."""
+    console = Console(stderr=True)
+    columns = [TextColumn(label) if label else TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns.append(TimeElapsedColumn())
+    if label:
+        columns.append(TextColumn("{task.description}"))
+    return Progress(*columns, console=console, disable=quiet or not console.is_terminal)
 
 
 def caller(cairn: Cairn, as_user: str | None) -> Principal:

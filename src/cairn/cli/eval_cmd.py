@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cairn.cli.app import eval_app, print_json, want_json_errors
-from cairn.cli.context import open_cairn
+from cairn.cli.context import open_cairn, progress_bar
 from cairn.eval.beir import kb_name_for, load_beir, report, run_queries, score
 
 err = Console(stderr=True)
@@ -35,14 +34,7 @@ def eval_beir(
     dataset = load_beir(folder, split)
     cairn = open_cairn()
     kb_name = kb or kb_name_for(dataset)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    )
+    progress = progress_bar()
     with progress:
         task = progress.add_task("index corpus", total=None)
         cairn.ingestor.ingest_documents(kb_name, dataset.corpus(), progress=lambda _: progress.advance(task))

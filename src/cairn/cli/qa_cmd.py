@@ -7,12 +7,11 @@ from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cairn.answer.grounding import POLICIES, Policy, create_grounding_checker
 from cairn.cli.app import eval_app, print_json, want_json_errors
-from cairn.cli.context import open_cairn
+from cairn.cli.context import open_cairn, progress_bar
 from cairn.eval.qa import QACase, QAMetrics, QAReport, build_scifact_qa, load_qa, run_qa, sync_documents
 
 err = Console(stderr=True)
@@ -67,14 +66,7 @@ def eval_qa(
         assert file is not None
         cases, name, kb_name = load_qa(file), file.name, kb or "default"
     selected: list[QACase] = cases[:limit]
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=json_out or not err.is_terminal,
-    )
+    progress = progress_bar(quiet=json_out)
     with progress:
         if documents is not None:
             task = progress.add_task("index documents", total=len(documents))
