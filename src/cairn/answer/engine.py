@@ -115,7 +115,7 @@ class AnswerEngine:
         t = time.perf_counter()
         pieces: list[str] = []
         checks: list[SentenceCheck] = []
-        generated = 0
+        generated, withheld = 0, False
         raw = filter_markers(self.answerer.stream_answer(query, prompt_passages[:fitted]), len(passages))
         for piece in cite_sentences(raw, passages, self.retriever.analyzer):
             offset, generated = generated, generated + len(piece)
@@ -123,6 +123,7 @@ class AnswerEngine:
                 report = self.grounding.check(piece, passages)
                 checks += [replace(c, start=c.start + offset, end=c.end + offset) for c in report.sentences]
                 if self.grounding_policy in ("remove", "refuse") and report.unsupported:
+                    withheld = True
                     continue
             if self.guards is not None:
                 outcome = self.guards.check_answer(piece)
@@ -133,7 +134,7 @@ class AnswerEngine:
         timings["generate"] = _ms(t)
         usage = getattr(self.answerer, "usage", {})
         text, used = clean_markers("".join(pieces), len(passages))
-        grounding = self._grounding_record(checks, len("".join(pieces)) < generated)
+        grounding = self._grounding_record(checks, withheld)
         failed = grounding is not None and grounding["action"] == "refused"
         if _is_refusal(text, used) or failed:
             timings["total"] = _ms(started)

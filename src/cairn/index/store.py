@@ -71,10 +71,6 @@ class DocumentInfo:
     readers: tuple[str, ...] = ()
 
 
-def vector_index_name(dim: int) -> str:
-    return f"chunks_embedding_hnsw_{dim}"
-
-
 class IndexStore:
     """Knowledge bases and documents in Postgres; see migrations/m001_init.sql for the schema."""
 
