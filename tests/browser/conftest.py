@@ -12,22 +12,19 @@ else to the test's temporary folder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
 from cairn.assistant import Cairn
 from cairn.settings import get_settings
-from cairn.testing.postgres import free_port, with_database
+from cairn.testing.postgres import with_database
+from cairn.testing.serve import serve_process
 from cairn.types import ParsedDocument
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -124,42 +121,13 @@ def server(pg_servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         keys = seed(cairn)
     finally:
         cairn.close()
-    port = free_port()
     env = {**os.environ, "CAIRN_HOME": str(home), "CAIRN_DATABASE_URL": database_url, **SERVER_ENV}
-    log_path = home / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cairn", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log_path)
-        yield Server(url, keys)
+        with serve_process(env, home / "serve.log") as url:
+            yield Server(url, keys)
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"cairn serve exited:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not become ready:\n{log.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cairn.testing.postgres import free_port
+from cairn.testing.serve import serve_process
 
 from .conftest import KB, World
 
@@ -29,45 +27,8 @@ def replicas(world: World, database_url: str, tmp_path: Path) -> Iterator[list[s
         "CAIRN_GENERATOR": "extractive:",
         "CAIRN_MIN_RELEVANCE": "0.2",
     }
-    processes: list[subprocess.Popen[bytes]] = []
-    urls = []
-    try:
-        for i in range(2):
-            port = free_port()
-            log = (tmp_path / f"replica-{i}.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "cairn", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for url, process in zip(urls, processes, strict=True):
-            _wait_ready(url, process)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "cairn serve exited"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not become ready")
+    with ExitStack() as stack:
+        yield [stack.enter_context(serve_process(env, tmp_path / f"replica-{i}.log")) for i in range(2)]
 
 
 def test_a_session_started_on_one_replica_continues_on_the_other(replicas: list[str], world: World) -> None:
