@@ -11,7 +11,7 @@ from rich.table import Table
 from cairn.cli.app import app, print_json, want_json_errors
 from cairn.cli.commands import JsonOpt, err, out
 from cairn.cli.context import open_cairn
-from cairn.index.access import readers
+from cairn.index.access import readers, split_names
 
 users_app = typer.Typer(help="Users and their groups (stored in the database).", no_args_is_help=True)
 groups_app = typer.Typer(help="Groups: document readers are named by group.", no_args_is_help=True)
@@ -25,10 +25,6 @@ app.add_typer(acl_app, name="acl")
 GroupsOpt = Annotated[list[str] | None, typer.Option("--groups", help="Comma-separated group names (repeatable).")]
 
 
-def _names(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or () for v in item.split(",") if v.strip()]
-
-
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="User name (as the server's auth will report it).")],
@@ -38,7 +34,7 @@ def users_add(
 ) -> None:
     """Create a user, optionally in some groups (groups are created as needed)."""
     want_json_errors(json_out)
-    user = open_cairn().principals.add_user(name, _names(groups), admin=admin)
+    user = open_cairn().principals.add_user(name, split_names(groups), admin=admin)
     if json_out:
         print_json(user.to_json())
     else:
@@ -71,7 +67,7 @@ def users_set(
 ) -> None:
     """Change a user's groups, admin flag or status; applies to their next request."""
     user = open_cairn().principals.update_user(
-        name, groups=None if groups is None else _names(groups), admin=admin, disabled=disabled
+        name, groups=None if groups is None else split_names(groups), admin=admin, disabled=disabled
     )
     out.print(f"{user.name}: groups {', '.join(user.groups) or '-'}; admin {user.is_admin}; disabled {user.disabled}")
 
@@ -185,7 +181,7 @@ def acl_set(
 
     A later `cairn ingest` applies the .cairn-acl / --groups of that run again.
     """
-    acl = readers(_names(groups), _names(users))
+    acl = readers(split_names(groups), split_names(users))
     stored = str(Path(source).resolve()) if Path(source).exists() else source
     open_cairn().store.set_readers(kb, stored, acl)
     out.print(f"{source}: readers {', '.join(acl) or 'admins only'}")

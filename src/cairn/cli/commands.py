@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cairn.cli.app import app, kb_app, print_json, want_json_errors
 from cairn.cli.context import caller, open_cairn, progress_bar
-from cairn.index.access import readers
+from cairn.index.access import readers, split_names
 from cairn.index.search import Filters
 from cairn.ingest.sync import FileReport, iter_files
 from cairn.types import Answer, ChatMessage, Hit
@@ -62,7 +62,7 @@ def ingest(
     (and the operator) can read a document.
     """
     want_json_errors(json_out)
-    acl = readers(_split(groups), _split(users))
+    acl = readers(split_names(groups), split_names(users))
     cairn = open_cairn()
     total = 1 if path.is_file() else sum(1 for _ in iter_files(path)) if path.is_dir() else 0
     with progress_bar(quiet=json_out, label="[bold]ingest[/]") as progress:
@@ -96,10 +96,6 @@ def ingest(
     cairn.close()
     if not report.ok:
         raise typer.Exit(3)
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or () for v in item.split(",") if v.strip()]
 
 
 def _print_sources(answer: Answer) -> None:

@@ -50,6 +50,11 @@ def access_for(conn: psycopg.Connection, principal: Principal) -> Access:
     return Access(tuple(int(r[0]) for r in rows))
 
 
+def split_names(values: Iterable[str] | None) -> list[str]:
+    """Names from comma-separated lists ("hr, it" and repeated options alike), blanks dropped."""
+    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+
+
 def readers(groups: Iterable[str] = (), users: Iterable[str] = ()) -> tuple[str, ...]:
     """The normalised reader tokens of an ACL (sorted, unique); empty means admins only."""
     tokens = set()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cairn.errors import InputError
-from cairn.index.access import readers
+from cairn.index.access import readers, split_names
 
 FOLDER_SIDECAR = ".cairn-acl"
 FILE_SUFFIX = ".cairn-acl"
@@ -42,7 +42,7 @@ def parse_sidecar(text: str, origin: str) -> tuple[str, ...]:
                 f"{origin}:{number}: expected 'groups: a, b' or 'users: x, y', got {raw.strip()[:80]!r}",
                 hint="an access list that cannot be read is not applied; the file keeps its previous readers",
             )
-        lists[key] += [v for v in (part.strip() for part in values.split(",")) if v]
+        lists[key] += split_names([values])
     try:
         return readers(lists["groups"], lists["users"])
     except InputError as exc:

@@ -15,7 +15,7 @@ import anyio.to_thread
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from cairn.errors import CairnError, InputError, NotFound
-from cairn.index.access import readers
+from cairn.index.access import readers, split_names
 from cairn.index.store import DocumentInfo
 from cairn.server.auth import Admin, Caller
 from cairn.server.context import get_context
@@ -44,10 +44,6 @@ def document_json(doc: DocumentInfo, principal: Principal) -> dict[str, Any]:
     if principal.is_admin:
         out["readers"] = list(doc.readers)
     return out
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def upload_source(filename: str | None) -> str:
@@ -105,7 +101,7 @@ async def upload_documents(
     """Without ``groups`` or ``users`` only administrators can read the uploaded documents."""
     context = get_context(request)
     cairn = context.cairn
-    acl = readers(_split(groups), _split(users))
+    acl = readers(split_names([groups]), split_names([users]))
     max_bytes = int(cairn.settings.max_file_mb * 1024 * 1024)
     uploads: list[tuple[str, bytes]] = []
     for upload in files:
