@@ -15,13 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cairn.cli.app import app, print_json, want_json_errors
-from cairn.cli.context import caller, open_cairn
-from cairn.ops.audit import AuditLog
-from cairn.ops.feedback import EXPORT_FORMATS, FeedbackStore
+from cairn.cli.context import caller, open_cairn, print_check
+from cairn.ops.feedback import EXPORT_FORMATS
 from cairn.types import SYSTEM
 
 if TYPE_CHECKING:
-    from cairn.assistant import Cairn
+    pass
 
 audit_app = typer.Typer(help="The tamper-evident audit trail (administrators).", no_args_is_help=True)
 feedback_app = typer.Typer(help="Votes, flags and corrections on answers.", no_args_is_help=True)
@@ -33,10 +32,6 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file i
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _stores(cairn: Cairn) -> tuple[AuditLog, FeedbackStore]:
-    return cairn.audit, cairn.feedback
 
 
 @contextmanager
@@ -67,18 +62,14 @@ def audit_verify(json_out: JsonOpt = False) -> None:
     The head hash it prints is worth keeping elsewhere: a later verify must reach it.
     """
     want_json_errors(json_out)
-    audit, _ = _stores(open_cairn())
+    audit = open_cairn().audit
     report = audit.verify(SYSTEM)
-    if json_out:
-        print_json(report.to_json())
-    elif report.ok:
-        out.print(f"[green]audit trail ok[/]: {report.records} records, head {report.head_id} {report.head_hash}")
-    else:
-        out.print(f"[red]audit trail broken[/]: {report.records} records, first bad record {report.first_bad_id}")
-        for problem in report.problems:
-            out.print(f"  - {escape(problem)}")
-    if not report.ok:
-        raise typer.Exit(1)
+    print_check(
+        report,
+        json_out=json_out,
+        ok=f"[green]audit trail ok[/]: {report.records} records, head {report.head_id} {report.head_hash}",
+        broken=f"[red]audit trail broken[/]: {report.records} records, first bad record {report.first_bad_id}",
+    )
 
 
 @audit_app.command("export")
@@ -90,7 +81,7 @@ def audit_export(
     """Write the records as JSONL (one per line, with their hashes) for compliance archives."""
     want_json_errors(False)
     start, end = _instant(since, "--since"), _instant(until, "--until")
-    audit, _ = _stores(open_cairn())
+    audit = open_cairn().audit
     with _output(out_file) as handle:
         count = audit.export(SYSTEM, handle, since=start, until=end)
     err.print(f"exported {count} audit records" + (f" to {out_file}" if out_file else ""))
@@ -104,7 +95,7 @@ def audit_list(
 ) -> None:
     """The newest records: who asked what, and what they were told."""
     want_json_errors(json_out)
-    audit, _ = _stores(open_cairn())
+    audit = open_cairn().audit
     entries = audit.list(SYSTEM, limit=limit, user=user)
     if json_out:
         print_json({"records": [e.to_json() for e in entries]})
@@ -131,7 +122,7 @@ def audit_purge(
 ) -> None:
     """Delete records older than the retention period; the rest of the chain still verifies."""
     want_json_errors(False)
-    audit, _ = _stores(open_cairn())
+    audit = open_cairn().audit
     purged = audit.purge(SYSTEM, older_than)
     out.print(f"purged {purged} audit records")
 
@@ -153,7 +144,7 @@ def feedback_add(
     if up and down:
         raise typer.BadParameter("--up and --down exclude each other")
     cairn = open_cairn()
-    _, feedback = _stores(cairn)
+    feedback = cairn.feedback
     vote = 1 if up else -1 if down else None
     feedback_id = feedback.add(
         caller(cairn, as_user), audit_id, vote=vote, flag=flag, comment=comment, correction=correction
@@ -168,7 +159,7 @@ def feedback_list(
 ) -> None:
     """The newest feedback, with the question and answer it judges."""
     want_json_errors(json_out)
-    _, feedback = _stores(open_cairn())
+    feedback = open_cairn().feedback
     entries = feedback.list(SYSTEM, limit=limit)
     if json_out:
         print_json({"feedback": [e.to_json() for e in entries]})
@@ -198,7 +189,7 @@ def feedback_export(
     want_json_errors(False)
     if format not in EXPORT_FORMATS:
         raise typer.BadParameter(f"one of {', '.join(EXPORT_FORMATS)}", param_hint="--format")
-    _, feedback = _stores(open_cairn())
+    feedback = open_cairn().feedback
     with _output(out_file) as handle:
         count = feedback.export(SYSTEM, format, handle)
     err.print(f"exported {count} {format} lines" + (f" to {out_file}" if out_file else ""))

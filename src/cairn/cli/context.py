@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cairn.assistant import Cairn
+from cairn.cli.app import print_json
 from cairn.settings import get_settings
 from cairn.types import SYSTEM, Principal
 
@@ -32,6 +35,29 @@ def progress_bar(*, quiet: bool = False, label: str | None = None) -> Progress:
     if label:
         columns.append(TextColumn("{task.description}"))
     return Progress(*columns, console=console, disable=quiet or not console.is_terminal)
+
+
+class CheckReport(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def problems(self) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def print_check(report: CheckReport, *, json_out: bool, ok: str, broken: str) -> None:
+    """A verification's verdict (JSON, or one line plus its problems); exit status 1 when it failed."""
+    if json_out:
+        print_json(report.to_json())
+    else:
+        console = Console()
+        console.print(ok if report.ok else broken)
+        for problem in [] if report.ok else report.problems:
+            console.print(f"  - {escape(problem)}")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def caller(cairn: Cairn, as_user: str | None) -> Principal:

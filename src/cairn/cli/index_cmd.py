@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cairn.cli.app import app, print_json, want_json_errors
-from cairn.cli.context import open_cairn
+from cairn.cli.app import app, want_json_errors
+from cairn.cli.context import open_cairn, print_check
 from cairn.index.check import check_index
 
 index_app = typer.Typer(help="Inspect the index itself.", no_args_is_help=True)
@@ -26,13 +26,5 @@ def check(json_out: Annotated[bool, typer.Option("--json", help="Machine-readabl
         report = check_index(cairn.db)
     finally:
         cairn.close()
-    if json_out:
-        print_json(report.to_json())
-    elif report.ok:
-        out.print(f"[green]index ok[/]: {report.documents} documents, {report.chunks} chunks")
-    else:
-        out.print(f"[red]index broken[/]: {report.documents} documents, {report.chunks} chunks")
-        for problem in report.problems:
-            out.print(f"  - {problem}")
-    if not report.ok:
-        raise typer.Exit(1)
+    counts = f"{report.documents} documents, {report.chunks} chunks"
+    print_check(report, json_out=json_out, ok=f"[green]index ok[/]: {counts}", broken=f"[red]index broken[/]: {counts}")
