@@ -23,11 +23,16 @@ model or an LLM judge plugs in without touching the engine.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qs
+
+import numpy as np
+import numpy.typing as npt
 
 from cairn.answer import prompts
 from cairn.answer.citations import MARKER, clean_markers, split_sentences
@@ -37,6 +42,7 @@ from cairn.models.base import Embedder
 from cairn.registry import Registry
 from cairn.types import Answer, Citation, Hit
 
+_VECTOR_CACHE = 4096  # passage sentences whose vectors are kept between checks
 Verdict = Literal["grounded", "partial", "unsupported"]
 Policy = Literal["off", "annotate", "remove", "refuse"]
 POLICIES: tuple[Policy, ...] = ("off", "annotate", "remove", "refuse")
@@ -257,6 +263,11 @@ class HeuristicGroundingChecker:
         self.min_coverage = min_coverage
         self.min_cosine = min_cosine
         self.min_coverage_semantic = min_coverage_semantic
+        # The answer engine checks an answer sentence by sentence against the same few passages:
+        # their analysis and sentence vectors are kept (bounded) instead of recomputed per sentence.
+        self._analysed = lru_cache(maxsize=256)(self._analyse)
+        self._vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._vectors_lock = threading.Lock()
 
     @cached_property
     def meta(self) -> frozenset[str]:
@@ -271,7 +282,7 @@ class HeuristicGroundingChecker:
 
         def passage(i: int) -> _Passage:
             if i not in analysed:
-                analysed[i] = self._analyse(texts[i])
+                analysed[i] = self._analysed(texts[i])
             return analysed[i]
 
         claims = [s for s in segments(answer_text, self.analyzer, self.meta) if s.kind == "claim"]
@@ -324,13 +335,26 @@ class HeuristicGroundingChecker:
             return [None] * len(items)
         index = {s: i for i, s in enumerate(pool)}
         sentence_vectors = self.embedder.embed_documents([MARKER.sub(" ", s) for s, _ in items])
-        pool_vectors = self.embedder.embed_documents(pool)
+        pool_vectors = self._passage_vectors(self.embedder, pool)
         sims = sentence_vectors @ pool_vectors.T
         out: list[float | None] = []
         for row, (_, ps) in enumerate(items):
             cols = [index[s] for p in ps for s in p.sentences]
             out.append(float(sims[row, cols].max()) if cols else None)
         return out
+
+    def _passage_vectors(self, embedder: Embedder, sentences: Sequence[str]) -> npt.NDArray[np.float32]:
+        with self._vectors_lock:
+            known = {s: self._vectors[s] for s in sentences if s in self._vectors}
+        missing = [s for s in sentences if s not in known]
+        if missing:
+            known.update(zip(missing, embedder.embed_documents(missing), strict=True))
+            with self._vectors_lock:
+                for sentence in missing:
+                    self._vectors[sentence] = known[sentence]
+                while len(self._vectors) > _VECTOR_CACHE:
+                    self._vectors.popitem(last=False)
+        return np.stack([known[s] for s in sentences])
 
     def _judge(
         self, seg: Segment, sentence: str, ids: tuple[int, ...], sources: Sequence[_Passage], cosine: float | None
