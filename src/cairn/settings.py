@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1, description="The k constant of reciprocal rank fusion.")
     mmr: bool = Field(False, description="Re-order the final passages with maximal marginal relevance.")
+    profile: Literal["fast", "default", "quality"] = Field(
+        "default", description="Retrieval profile (stages and their parameters, see docs/retrieval.md)."
+    )
+    kb_profiles: dict[str, Literal["fast", "default", "quality"]] = Field(
+        default_factory=dict,
+        description='Profile per knowledge base, e.g. `{"legal": "quality"}`, for requests that search only it.',
+    )
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR trade-off: 1 = relevance only.")
     bm25_k1: float = Field(0.9, ge=0, le=5, description="BM25 term-frequency saturation (k1).")
     bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation (b).")
@@ -82,6 +89,22 @@ class Settings(BaseSettings):
     max_context_chars: int = Field(3500, ge=500, description="Budget of passage text sent to the generator.")
     max_answer_tokens: int = Field(300, ge=16, le=4096, description="Generation limit for answers.")
     history_turns: int = Field(4, ge=0, le=50, description="Chat turns used to rewrite a follow-up.")
+    graph_extractor: str = Field(
+        "off", description="Knowledge-graph extraction at ingestion: `off`, `heuristic:`, `spacy:?phrases=1`, `llm:`."
+    )
+    answer_cache: Literal["off", "exact", "semantic"] = Field(
+        "semantic", description="Answer cache: same question (exact) or a near paraphrase (semantic), same rights."
+    )
+    answer_cache_ttl_s: float = Field(86400.0, gt=0, description="How long a cached answer may be served.")
+    answer_cache_semantic_threshold: float = Field(
+        0.95, gt=0, le=1, description="Question cosine a semantic cache hit needs (below ~0.93 wrong hits appear)."
+    )
+    answer_cache_refusals: bool = Field(
+        True, description="Cache refusals too (served only while the caller's readable documents are unchanged)."
+    )
+    answer_cache_max_entries: int = Field(
+        10000, ge=1, description="Least recently used entries beyond this are purged."
+    )
     log_level: str = Field("WARNING", description="Level of cairn's log, written to `CAIRN_HOME/logs/cairn.log`.")
     audit_retention_days: float | None = Field(
         None, gt=0, description="`cairn audit purge` deletes audit records older than this; unset keeps all."

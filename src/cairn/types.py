@@ -129,6 +129,7 @@ class Answer:
     guards: tuple[dict[str, Any], ...] = ()  # guard verdicts that flagged something
     tokens: dict[str, int] = field(default_factory=dict)  # {"prompt": n, "completion": n} when an LLM ran
     audit_id: int | None = None  # the audit record of this interaction (feedback refers to it)
+    trace: dict[str, Any] = field(default_factory=dict)  # what retrieval stages did: sub-questions, rewrites, kbs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +140,7 @@ class Answer:
             "grounding": self.grounding,
             "guards": list(self.guards),
             "audit_id": self.audit_id,
+            **({"retrieval": self.trace} if self.trace else {}),
         }
 
 

@@ -122,7 +122,7 @@ def _assert_no_leak(payload: str, forbidden: list[str], context: str, echo: str 
 
 @pytest.mark.parametrize("database_url", ["embedded"], indirect=True)
 def test_no_role_ever_sees_what_it_may_not_read(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
-    cairn = make_cairn(generator="extractive:", min_relevance=0.0)
+    cairn = make_cairn(generator="extractive:", min_relevance=0.0, answer_cache="semantic")
     docs = _corpus(tmp_path / "docs")
     report = cairn.ingestor.sync_folder(tmp_path / "docs", "corp")
     assert report.ok and report.count("added") == len(docs)

@@ -93,7 +93,7 @@ class AnswerEngine:
         if history and self.history_turns:
             t = time.perf_counter()
             query = self.answerer.rewrite(query, list(history)[-2 * self.history_turns :])
-            timings["rewrite"] = _ms(t)
+            timings["condense"] = _ms(t)
         retrieval = self.retriever.search(query, kbs, config, principal=principal, filters=filters)
         timings.update(retrieval.timings_ms)
         relevant = relevant_hits(query, retrieval.hits, self.retriever.analyzer, self.min_relevance)
@@ -101,14 +101,14 @@ class AnswerEngine:
             timings["total"] = _ms(started)
             answer = self._refusal(query, retrieval.hits, timings)
             yield AnswerEvent("token", answer.answer)
-            yield AnswerEvent("done", answer=answer)
+            yield AnswerEvent("done", answer=replace(answer, trace=retrieval.trace))
             return
         relevant, prompt_passages, guards = self._guard_passages(relevant)
         if not relevant:
             timings["total"] = _ms(started)
             answer = replace(self._refusal(query, retrieval.hits, timings), guards=tuple(guards))
             yield AnswerEvent("token", answer.answer)
-            yield AnswerEvent("done", answer=answer)
+            yield AnswerEvent("done", answer=replace(answer, trace=retrieval.trace))
             return
         _, fitted = prompts.format_passages(prompt_passages, self.context_chars)
         passages = relevant[:fitted]  # the answerer is given exactly these, so [n] always has a passage
@@ -144,7 +144,7 @@ class AnswerEngine:
             # Finish the streamed text so that it reads as the final refusal (with what was searched).
             tail = refusal.answer[len(streamed) :] if refusal.answer.startswith(streamed) else "\n" + refusal.answer
             yield AnswerEvent("token", tail)
-            yield AnswerEvent("done", answer=refusal)
+            yield AnswerEvent("done", answer=replace(refusal, trace=retrieval.trace))
             return
         timings["total"] = _ms(started)
         answer = Answer(
@@ -159,7 +159,7 @@ class AnswerEngine:
             guards=tuple(guards),
             tokens=usage,
         )
-        yield AnswerEvent("done", answer=answer)
+        yield AnswerEvent("done", answer=replace(answer, trace=retrieval.trace))
 
     def _guard_passages(self, hits: Sequence[Hit]) -> tuple[list[Hit], list[Hit], list[dict[str, Any]]]:
         """Passages flagged at ingestion as instructions are left out or quoted as data, per policy.

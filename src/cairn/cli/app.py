@@ -59,6 +59,9 @@ def main() -> None:
     stderr.setLevel(logging.WARNING)  # the full log goes to CAIRN_HOME/logs/cairn.log
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[stderr])
+    from cairn.ops.telemetry import configure_tracing
+
+    configure_tracing()  # exports traces only when OTEL_EXPORTER_OTLP_ENDPOINT is set and the SDK installed
     try:
         app()
     except CairnError as exc:

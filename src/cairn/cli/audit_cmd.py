@@ -149,6 +149,7 @@ def feedback_add(
     feedback_id = feedback.add(
         caller(cairn, as_user), audit_id, vote=vote, flag=flag, comment=comment, correction=correction
     )
+    cairn.telemetry.observe_feedback(vote, flag=flag, correction=bool(correction))
     out.print(f"feedback {feedback_id} recorded on answer {audit_id}")
 
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cairn.cli.app import app, kb_app, print_json, want_json_errors
-from cairn.cli.context import caller, open_cairn, progress_bar
+from cairn.cli.context import ProfileOpt, caller, open_cairn, pipeline_config, progress_bar
 from cairn.index.access import readers, split_names
 from cairn.index.search import Filters
 from cairn.ingest.sync import FileReport, iter_files
@@ -78,6 +78,7 @@ def ingest(
                     progress.console.print(f"[yellow]warning[/] {warning}")
 
         report = cairn.ingestor.sync_folder(path, kb, full=full, readers=acl, progress=on_file)
+    cairn.telemetry.observe_ingest(report)
     summary = report.to_json()
     if json_out:
         print_json(summary)
@@ -120,6 +121,7 @@ def ask(
     source: SourceOpt = None,
     mime: MimeOpt = None,
     as_user: AsUserOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Answer a question from the documents, with citations (or refuse)."""
     want_json_errors(json_out)
@@ -131,14 +133,15 @@ def ask(
     cairn = open_cairn(generator=generator)
     principal = caller(cairn, as_user)
     filters = _filters(source, mime)
+    config = pipeline_config(cairn, kb, profile=profile)
     answers = []
     for i, text in enumerate(batch):
         if json_out:
-            answers.append(cairn.ask(text, kb, principal=principal, filters=filters).to_json())
+            answers.append(cairn.ask(text, kb, principal=principal, filters=filters, config=config).to_json())
             continue
         if len(batch) > 1:
             out.print(f"{'' if i == 0 else chr(10)}[bold cyan]Q: {text}[/]")
-        answer = _stream_answer(cairn.stream(text, kb, principal=principal, filters=filters), stream)
+        answer = _stream_answer(cairn.stream(text, kb, principal=principal, filters=filters, config=config), stream)
         _print_sources(answer)
     if json_out:
         print_json(answers[0] if question and questions is None else answers)
@@ -174,20 +177,21 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     kb: KbOpt = ["default"],  # noqa: B006
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="How many passages.")] = 10,
-    mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+    mode: Annotated[str | None, typer.Option(help="hybrid, bm25 or dense (default: the profile's).")] = None,
     mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify with MMR.")] = None,
     source: SourceOpt = None,
     mime: MimeOpt = None,
     as_user: AsUserOpt = None,
+    profile: ProfileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the ranked passages retrieval finds, with scores."""
     want_json_errors(json_out)
-    if mode not in ("hybrid", "bm25", "dense"):
+    if mode not in (None, "hybrid", "bm25", "dense"):
         raise typer.BadParameter("mode must be hybrid, bm25 or dense")
     cairn = open_cairn()
     principal = caller(cairn, as_user)
-    config = cairn.retrieval_config.with_(top_k=k, mode=mode, mmr=mmr)
+    config = pipeline_config(cairn, kb, profile=profile, top_k=k, mode=mode, mmr=mmr)
     retrieval = cairn.search(query, kb, principal=principal, config=config, filters=_filters(source, mime))
     if json_out:
         print_json({"hits": [h.to_json() for h in retrieval.hits], "audit_id": retrieval.audit_id})
@@ -221,6 +225,7 @@ def chat(
     session: Annotated[str | None, typer.Option(help="Continue this chat session id.")] = None,
     generator: GeneratorOpt = None,
     as_user: AsUserOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Conversational Q&A: follow-up questions are rewritten with the history before retrieval."""
     cairn = open_cairn(generator=generator)
@@ -229,6 +234,7 @@ def chat(
         kb = kb or cairn.chats.kbs(principal, session)
     kb = kb or ["default"]
     session_id = session or cairn.chats.create(principal, kb)
+    config = pipeline_config(cairn, kb, profile=profile)
     interactive = sys.stdin.isatty()
     err.print(f"chat session {session_id} on {', '.join(kb)}. Empty line, 'exit' or Ctrl-D to leave.")
     while True:
@@ -242,7 +248,8 @@ def chat(
         history = cairn.chats.history(principal, session_id, limit=2 * cairn.settings.history_turns)
         sys.stdout.write("cairn> ")
         answer = _stream_answer(
-            cairn.stream(question, kb, principal=principal, history=history, session_id=session_id), True
+            cairn.stream(question, kb, principal=principal, history=history, session_id=session_id, config=config),
+            True,
         )
         _print_sources(answer)
         cairn.chats.append(
@@ -295,6 +302,18 @@ def kb_docs(
 def _doc_json(d: object) -> dict[str, object]:
     fields = ("id", "kb", "source", "title", "mime", "version", "chunks", "pages", "content_hash")
     return {f: getattr(d, f) for f in fields} | {"readers": list(getattr(d, "readers", ()))}
+
+
+@kb_app.command("describe")
+def kb_describe(
+    kb: Annotated[str, typer.Argument(help="Knowledge base.")],
+    description: Annotated[str, typer.Argument(help="What it holds, in a sentence (the router reads it).")],
+) -> None:
+    """Set a knowledge base's description, shown in listings and used to route questions (--kb '*')."""
+    cairn = open_cairn()
+    cairn.store.describe_kb(kb, description)
+    out.print(f"{kb}: {description.strip()}")
+    cairn.close()
 
 
 @kb_app.command("delete")

@@ -11,7 +11,18 @@ from rich.table import Table
 
 from cairn.answer.grounding import POLICIES, Policy, create_grounding_checker
 from cairn.cli.app import eval_app, print_json, want_json_errors
-from cairn.cli.context import open_cairn, progress_bar
+from cairn.cli.context import (
+    CompressOpt,
+    ConfigFileOpt,
+    DecomposeOpt,
+    ParentsOpt,
+    ProfileOpt,
+    RerankOpt,
+    RewriteOpt,
+    open_cairn,
+    pipeline_config,
+    progress_bar,
+)
 from cairn.eval.qa import QACase, QAMetrics, QAReport, build_scifact_qa, load_qa, run_qa, sync_documents
 
 err = Console(stderr=True)
@@ -47,6 +58,13 @@ def eval_qa(
     unanswerable: Annotated[int, typer.Option(min=0, help="--scifact: held-out claims.")] = 60,
     distractors: Annotated[int, typer.Option(min=0, help="--scifact: other abstracts indexed.")] = 400,
     seed: Annotated[int, typer.Option(help="--scifact: sampling seed.")] = 13,
+    profile: ProfileOpt = None,
+    config_file: ConfigFileOpt = None,
+    rerank: RerankOpt = None,
+    rewrite: RewriteOpt = None,
+    decompose: DecomposeOpt = None,
+    parents: ParentsOpt = None,
+    compress: CompressOpt = None,
     cases_out: Annotated[bool, typer.Option("--cases", help="Include every case in the JSON output.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -72,10 +90,22 @@ def eval_qa(
             task = progress.add_task("index documents", total=len(documents))
             sync_documents(cairn, kb_name, documents, progress=lambda: progress.advance(task))
         qtask = progress.add_task("questions", total=len(selected))
+        config = pipeline_config(
+            cairn,
+            [kb_name],
+            profile=profile,
+            config_file=config_file,
+            rerank=rerank,
+            rewrite=rewrite,
+            decompose=decompose,
+            parents=parents,
+            compress=compress,
+        )
         report = run_qa(
             cairn,
             selected,
             kb_name,
+            config=config,
             grounding=grounding,  # type: ignore[arg-type]  # checked against Policy above
             min_supported=min_supported,
             checker=create_grounding_checker(checker, analyzer=cairn.analyzer, embedder=cairn.embedder),
@@ -110,7 +140,7 @@ def print_report(report: QAReport) -> None:
     latency = report.latency()
     out.print(
         f"latency: ask p50 {latency.get('ask_p50_ms', 0):.0f} ms, p95 {latency.get('ask_p95_ms', 0):.0f} ms;"
-        f" check p50 {latency.get('check_p50_ms', 0):.0f} ms"
+        f" check p50 {latency.get('check_p50_ms', 0):.0f} ms; context {latency.get('context_words_mean', 0):.0f} words"
     )
     sweep = ", ".join(
         f"{g['min_relevance']}: {_fmt(g['correct_refusal_rate'])}/{_fmt(g['false_refusal_rate'])}"

@@ -53,6 +53,7 @@ from cairn.types import SYSTEM, Answer, Citation, Hit, ParsedDocument, Principal
 
 if TYPE_CHECKING:
     from cairn.assistant import Cairn
+    from cairn.retrieve.hybrid import RetrievalConfig
 
 GATE_THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
@@ -278,6 +279,7 @@ class CaseResult:
     max_evidence: float
     ask_ms: float
     check_ms: float
+    context_words: int = 0  # words of the passages put in the prompt (what compression saves)
 
     def to_json(self, policy: str) -> dict[str, Any]:
         final = self.outcomes[policy]
@@ -326,6 +328,7 @@ def run_qa(
     principal: Principal = SYSTEM,
     name: str = "qa",
     progress: Callable[[int], None] | None = None,
+    config: RetrievalConfig | None = None,
 ) -> QAReport:
     """Ask every case (in its own ``kb`` or in ``kb``), check the answers, and score every policy."""
     if checker is None:
@@ -336,7 +339,7 @@ def run_qa(
     results: list[CaseResult] = []
     for n, case in enumerate(cases, start=1):
         started = time.perf_counter()
-        answer = engine.ask(case.question, [case.kb or kb], principal=principal)
+        answer = engine.ask(case.question, [case.kb or kb], principal=principal, config=config)
         ask_ms = (time.perf_counter() - started) * 1000.0
         started = time.perf_counter()
         if answer.refused:
@@ -347,7 +350,8 @@ def run_qa(
         q_terms = set(cairn.analyzer.terms(answer.query or case.question))
         max_evidence = max((evidence(q_terms, h, cairn.analyzer).score for h in answer.searched), default=0.0)
         outcomes: dict[str, Outcome] = {p: _outcome(answer, report, p, min_supported) for p in POLICIES}
-        results.append(CaseResult(case, answer, report, outcomes, max_evidence, ask_ms, check_ms))
+        words = sum(len(h.text.split()) for h in given_passages(cairn, answer))
+        results.append(CaseResult(case, answer, report, outcomes, max_evidence, ask_ms, check_ms, words))
         if progress is not None:
             progress(n)
     model = next((r.answer.model for r in results if r.answer.model), cairn.settings.generator)
@@ -471,7 +475,9 @@ class QAReport:
     def latency(self) -> dict[str, float]:
         ask = {f"ask_{k}": v for k, v in latency_summary([r.ask_ms for r in self.results]).items()}
         check = {f"check_{k}": v for k, v in latency_summary([r.check_ms for r in self.results]).items()}
-        return {k: round(v, 1) for k, v in (ask | check).items()}
+        words = [r.context_words for r in self.results]
+        context = {"context_words_mean": sum(words) / len(words)} if words else {}
+        return {k: round(v, 1) for k, v in (ask | check | context).items()}
 
     def gate_sweep(self) -> list[dict[str, float | None]]:
         """Refusal rates if the relevance gate alone decided, at other ``min_relevance`` thresholds.

@@ -73,6 +73,26 @@ SELECT count(*)
     OR coalesce(actual.len, 0) <> coalesce(s.total_length, 0)
 """
 
+# The knowledge graph (m005_graph.sql): every row must belong to a chunk and agree with it on knowledge
+# base and readers; a relation's ends must be mentioned by its evidence chunk; a chunk with graph rows
+# must record the extraction that wrote them (``cairn graph build`` relies on it to resume).
+_GRAPH_SQL = """
+WITH g AS (
+    SELECT chunk_id, kb_id, acl_id FROM chunk_entities
+    UNION ALL SELECT chunk_id, kb_id, acl_id FROM entity_relations
+    UNION ALL SELECT chunk_id, kb_id, acl_id FROM graph_extractions
+)
+SELECT (SELECT count(*) FILTER (WHERE c.id IS NULL) FROM g LEFT JOIN chunks c ON c.id = g.chunk_id),
+       (SELECT count(*) FROM g JOIN chunks c ON c.id = g.chunk_id WHERE g.kb_id <> c.kb_id OR g.acl_id <> c.acl_id),
+       (SELECT count(*) FROM entity_relations r
+         WHERE NOT EXISTS (SELECT 1 FROM chunk_entities m
+                            WHERE m.kb_id = r.kb_id AND m.key = r.source_key AND m.chunk_id = r.chunk_id)
+            OR NOT EXISTS (SELECT 1 FROM chunk_entities m
+                            WHERE m.kb_id = r.kb_id AND m.key = r.target_key AND m.chunk_id = r.chunk_id)),
+       (SELECT count(DISTINCT g.chunk_id) FROM g JOIN chunks c ON c.id = g.chunk_id
+         WHERE NOT EXISTS (SELECT 1 FROM graph_extractions x WHERE x.chunk_id = g.chunk_id))
+"""
+
 # Sentences for each non-zero count, in the order the report lists them.
 _SENTENCES = {
     "orphan_postings": "{n} postings point at no chunk",
@@ -90,6 +110,10 @@ _SENTENCES = {
     "wrong_dimension": "{n} chunks have an embedding whose dimension differs from index_meta's 'dim'",
     "unbound_embedder": "{n} chunks exist but index_meta records no embedder dimension",
     "bad_versions": "{n} documents have a version below 1",
+    "orphan_graph": "{n} knowledge-graph rows (entity mentions, relations, extraction records) point at no chunk",
+    "graph_mismatch": "{n} knowledge-graph rows disagree with their chunk on the knowledge base or its readers",
+    "dangling_relations": "{n} relations name an entity that their evidence chunk does not mention",
+    "unrecorded_graph": "{n} chunks have entities or relations but no record of the extraction that wrote them",
 }
 
 
@@ -103,7 +127,7 @@ class IndexReport:
 
     @property
     def orphans(self) -> int:
-        return self.violations.get("orphan_postings", 0) + self.violations.get("orphan_chunks", 0)
+        return sum(self.violations.get(k, 0) for k in ("orphan_postings", "orphan_chunks", "orphan_graph"))
 
     @property
     def duplicates(self) -> int:
@@ -136,7 +160,10 @@ def check_index(db: Database) -> IndexReport:
         ordinal_row = conn.execute(_ORDINALS_SQL).fetchone()
         document_row = conn.execute(_DOCUMENTS_SQL).fetchone()
         stats_row = conn.execute(_STATS_SQL).fetchone()
+        graph_row = conn.execute(_GRAPH_SQL).fetchone()
     assert chunk_row is not None and ordinal_row is not None and document_row is not None and stats_row is not None
+    assert graph_row is not None
+    orphan_graph, graph_mismatch, dangling_relations, unrecorded_graph = (int(x) for x in graph_row)
     (
         chunks,
         orphan_postings,
@@ -168,5 +195,9 @@ def check_index(db: Database) -> IndexReport:
         "wrong_dimension": wrong_dim,
         "unbound_embedder": unbound,
         "bad_versions": bad_versions,
+        "orphan_graph": orphan_graph,
+        "graph_mismatch": graph_mismatch,
+        "dangling_relations": dangling_relations,
+        "unrecorded_graph": unrecorded_graph,
     }
     return IndexReport(documents=documents, chunks=chunks, violations=counts)

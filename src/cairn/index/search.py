@@ -14,9 +14,10 @@ caller cannot see, but no text, id or count of them is returned.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from cairn.types import Hit
 # many rows survive the policy, and without the fence it re-ran the statistics once per posting.
 _BM25_SQL = """
 WITH q AS MATERIALIZED (
-    SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)
+    SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::float8[]) AS q(term, qtf)
 ), stats AS MATERIALIZED (
     SELECT coalesce(sum(chunk_count), 0)::float8 AS n,
            coalesce(sum(total_length)::float8 / nullif(sum(chunk_count), 0), 1) AS avgdl
@@ -125,18 +126,26 @@ class BM25Params:
 def bm25_search(
     conn: psycopg.Connection,
     kb_ids: Sequence[int],
-    terms: Sequence[str],
+    terms: Sequence[str] | Mapping[str, float],
     k: int,
     params: BM25Params | None = None,
     filters: Filters | None = None,
     *,
     access: Access,
 ) -> list[tuple[int, float]]:
-    """Top ``k`` chunk ids by BM25 for the analysed query ``terms`` (repeats weigh as in Lucene)."""
-    if not terms or not kb_ids:
+    """Top ``k`` chunk ids by BM25 for the analysed query ``terms`` (repeats weigh as in Lucene).
+
+    ``terms`` may also map each analysed term to its query weight (RM3 expansion): the score is
+    then the weighted sum of the terms' BM25 contributions; terms weighted ``<= 0`` are left out.
+    """
+    counts: Mapping[str, float]
+    if isinstance(terms, Mapping):
+        counts = {t: float(w) for t, w in terms.items() if w > 0 and math.isfinite(w)}
+    else:
+        counts = Counter(terms)
+    if not counts or not kb_ids:
         return []
     params = params or BM25Params()
-    counts = Counter(terms)
     where, extra = _chunk_filter(filters, "p.chunk_id")
     acl, acl_params = access.clause("p.acl_id")
     rows = conn.execute(

@@ -19,6 +19,7 @@ from cairn.errors import InputError, NotFound, SchemaMismatch
 from cairn.index.access import Access, access_for, acl_id
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
+from cairn.index.graph import GraphWrite, set_graph_acl, write_graphs
 from cairn.index.search import fetch_hits
 from cairn.types import SYSTEM, ChunkDraft, Hit, ParsedDocument, Principal
 
@@ -38,6 +39,7 @@ class DocumentWrite:
     size_bytes: int
     metadata: dict[str, Any] = field(default_factory=dict)
     readers: tuple[str, ...] = ()  # normalised ACL tokens (cairn.index.access.readers); empty: admins only
+    graph: GraphWrite | None = None  # entities and relations per chunk (cairn.index.graph), stored with them
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,17 @@ class IndexStore:
                 ) from exc
             assert row is not None
             return int(row[0])
+
+    def describe_kb(self, name: str, description: str) -> None:
+        """Say what a knowledge base holds: listings show it and the knowledge-base router reads it."""
+        with self.db.connection(SYSTEM) as conn:
+            updated = conn.execute(
+                "UPDATE knowledge_bases SET description = %s WHERE name = %s", (description.strip(), name)
+            ).rowcount
+        if not updated:
+            raise NotFound(
+                f"knowledge base {name!r} does not exist", hint="create it with `cairn ingest DIR --kb NAME`"
+            )
 
     def kb_ids(self, names: Sequence[str], principal: Principal) -> list[int]:
         with self.db.connection(principal) as conn:
@@ -161,6 +174,8 @@ class IndexStore:
         for doc in docs:
             if len(doc.chunks) != len(doc.embeddings):
                 raise InputError(f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.embeddings)} vectors")
+            if doc.graph is not None and len(doc.graph.extractions) != len(doc.chunks):
+                raise InputError(f"{doc.source}: {len(doc.chunks)} chunks but {len(doc.graph.extractions)} graphs")
         by_source: dict[str, WriteResult] = {}
         with self.db.connection(SYSTEM) as conn, conn.transaction():
             # Writers of one knowledge base take turns (they would anyway, on its kb_stats row);
@@ -279,6 +294,9 @@ class IndexStore:
                 "dls": [r[3] for r in rows],
             },
         )
+        # -- knowledge graph (cairn.index.graph): in this transaction, so it never outlives its chunks
+        if doc.graph is not None:
+            write_graphs(conn, doc.graph.extractor, list(zip(ids, doc.graph.extractions, strict=True)))
 
     def set_readers(self, kb: str, source: str, readers: tuple[str, ...]) -> None:
         """Change who may read a stored document (all its chunks and postings, in one transaction)."""
@@ -342,7 +360,16 @@ class IndexStore:
 
 
 def kb_ids(conn: psycopg.Connection, names: Sequence[str], access: Access) -> list[int]:
-    """Ids of the named knowledge bases; one the caller cannot read a document of does not exist for them."""
+    """Ids of the named knowledge bases; one the caller cannot read a document of does not exist for them.
+
+    ``*`` stands for every knowledge base the caller can read (what the knowledge-base router chooses from).
+    """
+    if "*" in names:
+        everything = conn.execute(
+            f"SELECT id FROM knowledge_bases kb WHERE {_kb_visible('kb', access)} ORDER BY kb.name",
+            access.clause("d.acl_id")[1],
+        ).fetchall()
+        return [int(r[0]) for r in everything]
     rows = conn.execute(
         f"SELECT name, id FROM knowledge_bases kb WHERE name = ANY(%(names)s) AND {_kb_visible('kb', access)}",
         {"names": list(names)} | access.clause("d.acl_id")[1],
@@ -371,6 +398,7 @@ def _set_acl(conn: psycopg.Connection, document_id: int, acl: int) -> None:
         "UPDATE postings SET acl_id = %s WHERE chunk_id IN (SELECT id FROM chunks WHERE document_id = %s)",
         (acl, document_id),
     )
+    set_graph_acl(conn, document_id, acl)  # knowledge graph rows follow their chunks
 
 
 def _require_same(bound: tuple[str, int], name: str, dim: int) -> None:

@@ -22,9 +22,11 @@ from typing import Any, Literal
 import numpy as np
 
 from cairn.errors import CairnError, InputError, NotFound
+from cairn.index.graph import GraphWrite
 from cairn.index.store import DocumentWrite, IndexStore, StoredState
 from cairn.ingest.acl import AclResolver, is_sidecar
 from cairn.ingest.base import Chunker
+from cairn.ingest.entities import EntityExtractor
 from cairn.models.base import Embedder
 from cairn.types import ChunkDraft, ParsedDocument
 
@@ -133,6 +135,7 @@ class Ingestor:
         max_bytes: int = 100 * 1024 * 1024,
         batch_chunks: int = 256,
         chunk_flags: Callable[[str], tuple[str, ...]] | None = None,
+        entities: EntityExtractor | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -140,6 +143,7 @@ class Ingestor:
         self.max_bytes = max_bytes
         self.batch_chunks = batch_chunks
         self.chunk_flags = chunk_flags  # the guards' findings stored with each chunk (e.g. "injection")
+        self.entities = entities  # knowledge-graph extraction per chunk (cairn.ingest.entities); None: off
 
     def _bind(self, kb: str) -> None:
         self.store.ensure_kb(kb)
@@ -277,10 +281,11 @@ class Ingestor:
         if self.chunk_flags is not None:
             flag = self.chunk_flags
             drafts = [[replace(c, flags=flag(c.text)) for c in chunks] for chunks in drafts]
+        graphs = self._graphs(drafts)
         flat = [embedding_text(p.parsed, c) for p, chunks in zip(pending, drafts, strict=True) for c in chunks]
         vectors = self.embedder.embed_documents(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
         writes, offset = [], 0
-        for item, chunks in zip(pending, drafts, strict=True):
+        for item, chunks, graph in zip(pending, drafts, graphs, strict=True):
             writes.append(
                 DocumentWrite(
                     source=item.source,
@@ -291,6 +296,7 @@ class Ingestor:
                     size_bytes=item.size,
                     metadata=item.metadata,
                     readers=item.readers,
+                    graph=graph,
                 )
             )
             offset += len(chunks)
@@ -309,6 +315,29 @@ class Ingestor:
                     warnings=item.parsed.warnings,
                 )
             )
+
+    def _graphs(self, drafts: Sequence[Sequence[ChunkDraft]]) -> list[GraphWrite | None]:
+        """Entities and relations of every chunk, per document; a failure costs the graph, never the document.
+
+        A chunk whose extraction failed is stored without a graph (``cairn graph build`` retries it).
+        """
+        extractor = self.entities
+        if extractor is None or extractor.name == "off":
+            return [None] * len(drafts)
+        try:
+            found = extractor.extract_many([c.text for chunks in drafts for c in chunks])
+        except Exception:
+            log.exception("entity extraction (%s) failed; these documents are stored without a graph", extractor.name)
+            return [None] * len(drafts)
+        if len(found) != sum(len(chunks) for chunks in drafts):
+            log.error("entity extractor %s returned a result per chunk for only some chunks", extractor.name)
+            return [None] * len(drafts)
+        out: list[GraphWrite | None] = []
+        offset = 0
+        for chunks in drafts:
+            out.append(GraphWrite(extractor.name, tuple(found[offset : offset + len(chunks)])))
+            offset += len(chunks)
+        return out
 
 
 def embedding_text(parsed: ParsedDocument, chunk: ChunkDraft) -> str:

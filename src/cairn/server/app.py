@@ -21,6 +21,7 @@ from starlette.types import Scope
 from cairn import __version__
 from cairn.assistant import Cairn
 from cairn.errors import CairnError
+from cairn.ops.telemetry import configure_tracing
 from cairn.server import errors
 from cairn.server.auth import Authenticator
 from cairn.server.config import ServerSettings, get_server_settings
@@ -97,6 +98,8 @@ def create_app(source: Cairn | Settings | None = None, *, server: ServerSettings
         cairn = source if isinstance(source, Cairn) else Cairn(source or get_settings())
         generations = Generations(config.max_concurrent_generations, config.max_queued_generations)
         metrics.watch_generations(lambda: generations.running, lambda: generations.waiting)
+        metrics.include(cairn.telemetry.registry)
+        configure_tracing()
         app.state.context = ServerContext(
             cairn=cairn,
             config=config,

@@ -3,14 +3,19 @@
 A registry per app (not the process-global default) lets tests and several apps in one process
 count separately. With ``--workers N`` each worker process reports its own figures; scrape each
 replica (they are labelled by the scrape target), or sum them in PromQL.
+
+The pipeline's own metrics (:mod:`cairn.ops.telemetry`) live in the registry of the
+:class:`~cairn.assistant.Cairn` that serves the requests; :meth:`Metrics.include` exposes them here
+too, so one scrape of ``/metrics`` returns both.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -38,13 +43,35 @@ class Metrics:
         )
         self.generating = Gauge("cairn_generations_running", "Answers being generated.", registry=self.registry)
         self.queued = Gauge("cairn_generations_waiting", "Answers waiting for a slot.", registry=self.registry)
+        self._included: list[_Included] = []
 
     def watch_generations(self, running: Callable[[], float], waiting: Callable[[], float]) -> None:
         self.generating.set_function(running)
         self.queued.set_function(waiting)
 
+    def include(self, registry: CollectorRegistry) -> None:
+        """Expose the metrics of ``registry`` (e.g. ``Cairn.telemetry.registry``) here as well; idempotent."""
+        if registry is self.registry or any(c.source is registry for c in self._included):
+            return
+        collector = _Included(registry)
+        self.registry.register(collector)  # refuses a metric name both registries define
+        self._included.append(collector)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Included:
+    """A collector that reads another registry at each scrape."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return self.source.collect()
 
 
 class MetricsMiddleware:

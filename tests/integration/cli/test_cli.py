@@ -52,6 +52,18 @@ def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: igno
         "chunks": 1,
     }
 
+    code, out = run("kb", "describe", "handbook", "IT security rules for staff")
+    assert code == 0
+    code, out = run("kb", "list", "--json")
+    assert json.loads(out)["knowledge_bases"][0]["description"] == "IT security rules for staff"
+
+    code, out = run("search", "suspicious email", "--kb", "*", "--profile", "quality", "--json")
+    assert code == 0 and json.loads(out)["hits"][0]["source"].endswith("it.txt")
+
+    code, out = run("index", "graph", "--kb", "handbook", "--json")
+    graph = json.loads(out)
+    assert code == 0 and graph["chunks"] == 1 and graph["failed"] == 0 and graph["extractor"].startswith("heuristic")
+
     code, out = run("index", "check", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
 

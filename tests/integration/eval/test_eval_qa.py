@@ -59,7 +59,7 @@ def test_eval_qa_file_through_the_cli(run: Callable[..., tuple[int, str]], tmp_p
     assert by_id["france"]["refused"] and by_id["france"]["engine_refused"]
     assert "security@example.com" in by_id["email"]["final_answer"]
     assert by_id["dashboard"]["grounding"]["verdict"] == "grounded"
-    assert set(report["latency"]) == {"ask_p50_ms", "ask_p95_ms", "check_p50_ms", "check_p95_ms"}
+    assert set(report["latency"]) == {"ask_p50_ms", "ask_p95_ms", "check_p50_ms", "check_p95_ms", "context_words_mean"}
 
     code, out = run("eval", "qa", str(qa), "--kb", "handbook", "--limit", "1")
     assert code == 0 and "1 cases (1 answerable, 0 unanswerable)" in out

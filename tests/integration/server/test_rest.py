@@ -243,6 +243,16 @@ def test_identity_health_metrics_and_schema(client: TestClient, world: World) ->
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
+def test_pipeline_metrics_are_served(client: TestClient, world: World) -> None:
+    answered = client.post(
+        "/api/ask", json={"question": LEAVE, "kbs": [KB], "profile": "fast"}, headers=world.auth("alice")
+    )
+    assert answered.status_code == 200
+    metrics = client.get("/metrics", headers=world.auth("bob")).text
+    assert 'cairn_answers_total{kind="ask",outcome="answered"} 1.0' in metrics
+    assert 'cairn_stage_duration_seconds_count{kind="ask",stage="bm25"} 1.0' in metrics
+
+
 def test_errors_are_json_and_never_leak_internals(client: TestClient, world: World) -> None:
     nowhere = client.get("/api/nowhere", headers=world.auth("alice"))
     assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "not_found"

@@ -173,7 +173,13 @@ def test_report_json_and_gate_sweep() -> None:
     payload = report.to_json(cases=True)
     assert payload["before"]["policy"] == "off" and payload["after"]["policy"] == "remove"
     assert set(payload["by_policy"]) == {"off", "remove", "refuse"}
-    assert payload["latency"] == {"ask_p50_ms": 10.0, "ask_p95_ms": 10.0, "check_p50_ms": 1.0, "check_p95_ms": 1.0}
+    assert payload["latency"] == {
+        "ask_p50_ms": 10.0,
+        "ask_p95_ms": 10.0,
+        "check_p50_ms": 1.0,
+        "check_p95_ms": 1.0,
+        "context_words_mean": 0.0,
+    }
     sweep = {g["min_relevance"]: g for g in payload["gate_sweep"]}
     # unanswerable evidence 0.45 and 0.2; answerable 0.8 and 0.3
     assert sweep[0.35] == {"min_relevance": 0.35, "correct_refusal_rate": 0.5, "false_refusal_rate": 0.5}

@@ -129,6 +129,7 @@ async def upload_documents(
         if not parsed:
             raise failures[0]
         report = cairn.ingestor.ingest_documents(kb, parsed, readers=acl)
+        cairn.telemetry.observe_ingest(report)
         files_out = [
             {"source": f.source, "status": f.status, "chunks": f.chunks, "message": f.message} for f in report.files
         ]

@@ -31,6 +31,7 @@ from cairn.types import Answer
 router = APIRouter(prefix="/api", tags=["knowledge"])
 
 KbList = Annotated[list[str], Field(min_length=1, max_length=20)]
+Profile = Literal["fast", "default", "quality"]
 
 
 class FiltersIn(BaseModel):
@@ -47,15 +48,17 @@ class AskIn(BaseModel):
     kbs: KbList = Field(default_factory=lambda: ["default"])
     filters: FiltersIn | None = None
     stream: bool = Field(False, description="Server-sent events: `token` events, then `done` with the answer.")
+    profile: Profile | None = Field(None, description="Retrieval profile; default: the knowledge base's or server's.")
 
 
 class SearchIn(BaseModel):
     query: str
     kbs: KbList = Field(default_factory=lambda: ["default"])
     k: int = Field(10, ge=1, le=100)
-    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    mode: Literal["hybrid", "bm25", "dense"] | None = None
     mmr: bool | None = None
     filters: FiltersIn | None = None
+    profile: Profile | None = Field(None, description="Retrieval profile; default: the knowledge base's or server's.")
 
 
 class KbIn(BaseModel):
@@ -120,7 +123,7 @@ async def search(request: Request, body: SearchIn, principal: Caller) -> dict[st
     context = get_context(request)
     query = check_question(context, body.query, "query")
     cairn = context.cairn
-    config = cairn.retrieval_config.with_(top_k=body.k, mode=body.mode, mmr=body.mmr)
+    config = cairn.config_for(body.kbs, body.profile).with_(top_k=body.k, mode=body.mode, mmr=body.mmr)
     filters = body.filters.build() if body.filters else None
     retrieval = await run_blocking(
         reads(context),
@@ -140,15 +143,16 @@ async def ask(request: Request, body: AskIn, principal: Caller) -> Any:
     question = check_question(context, body.question)
     cairn = context.cairn
     filters = body.filters.build() if body.filters else None
+    config = cairn.config_for(body.kbs, body.profile)
     if not body.stream:
         result = await answer(
             context,
-            lambda: cairn.ask(question, body.kbs, principal=principal, filters=filters, client="api"),
+            lambda: cairn.ask(question, body.kbs, principal=principal, filters=filters, config=config, client="api"),
         )
         return result.to_json()
 
     def events() -> Iterator[AnswerEvent]:
-        return cairn.stream(question, body.kbs, principal=principal, filters=filters, client="api")
+        return cairn.stream(question, body.kbs, principal=principal, filters=filters, config=config, client="api")
 
     first, rest = await answer_events(context, events)
     return event_stream(answer_sse(first, rest))
@@ -192,6 +196,7 @@ async def add_feedback(request: Request, body: FeedbackIn, principal: Caller) ->
             correction=body.correction,
         ),
     )
+    context.cairn.telemetry.observe_feedback(body.vote, flag=body.flag, correction=bool(body.correction))
     return {"id": feedback_id}
 
 
