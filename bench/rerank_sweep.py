@@ -129,11 +129,12 @@ def local_scores(
     ``_match`` over the kept passage arrays is the arithmetic of ``_score``; only float16 storage of
     the arrays differs (cosines/logits move by ~1e-3 at most).
     """
-    path = cache / f"passages-{reranker.score_key}-{reranker.max_tokens}.pkl"
+    folder = cache / f"passages-{reranker.score_key}-{reranker.max_tokens}"
+    folder.mkdir(parents=True, exist_ok=True)
     passages: dict[int, Any] = {}
-    if path.is_file():
-        with path.open("rb") as fh:
-            passages = pickle.load(fh)
+    for block_file in sorted(folder.glob("block-*.pkl")):  # blocks: a killed run resumes where it stopped
+        with block_file.open("rb") as fh:
+            passages.update(pickle.load(fh))
     todo: dict[int, str] = {}
     for split in splits:
         for hits in cands[split].values():
@@ -144,13 +145,15 @@ def local_scores(
         print(f"- {reranker.name}: encoding {len(todo)} passages", file=sys.stderr)
         ids = sorted(todo, key=lambda i: len(todo[i]))
         t = time.perf_counter()
-        for lo in range(0, len(ids), 256):
+        first = len(list(folder.glob("block-*.pkl")))
+        for k, lo in enumerate(range(0, len(ids), 256)):
             block = ids[lo : lo + 256]
-            for cid, rows in zip(block, reranker._passages([todo[i] for i in block]), strict=True):
-                passages[cid] = rows.astype(np.float16)
+            rows = reranker._passages([todo[i] for i in block])
+            encoded = {cid: r.astype(np.float16) for cid, r in zip(block, rows, strict=True)}
+            with (folder / f"block-{first + k:05d}.pkl").open("wb") as fh:
+                pickle.dump(encoded, fh)
+            passages.update(encoded)
             print(f"  {lo + len(block)}/{len(ids)} ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
-        with path.open("wb") as fh:
-            pickle.dump(passages, fh)
     out: dict[str, dict[str, list[float]]] = {}
     for split, ds in splits.items():
         out[split] = {}

@@ -8,10 +8,14 @@ and the audit trail, so no front end can forget one.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from functools import cached_property
 from typing import Any
+
+from pydantic import SecretStr
 
 from cairn.answer import prompts
 from cairn.answer.answerers import ANSWERERS, Answerer, LLMAnswerer
@@ -19,9 +23,12 @@ from cairn.answer.cache import AnswerCache, config_key
 from cairn.answer.engine import AnswerEngine, AnswerEvent, final_answer
 from cairn.answer.grounding import create_grounding_checker
 from cairn.answer.memory import ChatStore
+from cairn.answer.tiers import Tier, TierSet, resolve_tiers
+from cairn.errors import ConfigError
 from cairn.guard.injection import InjectionDetector
 from cairn.guard.pii import PiiDetector
 from cairn.guard.policy import GuardPolicies, GuardSet
+from cairn.index.access import passage_readers
 from cairn.index.analyzer import Analyzer
 from cairn.index.db import Database
 from cairn.index.principals import PrincipalStore
@@ -38,6 +45,8 @@ from cairn.registry import scheme_of
 from cairn.retrieve.hybrid import HybridRetriever, Retrieval, RetrievalConfig
 from cairn.settings import Settings, get_settings
 from cairn.types import Answer, ChatMessage, Principal
+
+log = logging.getLogger(__name__)
 
 
 class Cairn:
@@ -141,21 +150,68 @@ class Cairn:
 
     @cached_property
     def generator(self) -> Generator | None:
-        """The configured LLM, shared by the answer and retrieval stages; None with an extractive answerer."""
-        location = self.settings.generator
-        location = location if ":" in location else location + ":"
+        """The first tier's LLM, shared by the answer and retrieval stages; None with an extractive answerer.
+
+        Retrieval stages and chat rewrites see document text too, which is why the first tier must be
+        local or on-prem when the context can be sensitive (checked in :attr:`tiers`).
+        """
+        location = _with_scheme(self.tier_list[0].location)
         if scheme_of(location) in ANSWERERS.schemes():
             return None
         return create_generator(location, settings=self.settings)
 
     @cached_property
     def answerer(self) -> Answerer:
+        """The first tier's answerer."""
         if self.generator is None:
-            location = self.settings.generator
-            return ANSWERERS.create(
-                location if ":" in location else location + ":", embedder=self.embedder, settings=self.settings
-            )
+            location = _with_scheme(self.tier_list[0].location)
+            return ANSWERERS.create(location, embedder=self.embedder, settings=self.settings)
         return LLMAnswerer(self.generator, max_tokens=self.settings.max_answer_tokens)
+
+    @cached_property
+    def tier_list(self) -> tuple[Tier, ...]:
+        return resolve_tiers(self.settings.tiers, self.settings.generator)
+
+    @cached_property
+    def tiers(self) -> TierSet:
+        """Model routing over the configured tiers (one tier, the generator, when none are configured)."""
+        s = self.settings
+        first = self.tier_list[0]
+        if s.sensitivity_signals and not first.on_premises:
+            log.warning(
+                "the first model tier %r is %s: retrieval stages and chat rewrites may send it document text;"
+                " answers from sensitive context are refused unless a local or on-prem tier exists",
+                first.name,
+                first.locality,
+            )
+        return TierSet(
+            self.tier_list,
+            lambda tier: self.answerer if tier.name == first.name else self._tier_answerer(tier),
+            analyzer=self.analyzer,
+            signals=s.sensitivity_signals,
+            classification=s.kb_classification,
+            readers=self._passage_readers,
+            find_pii=lambda text: [finding.kind for finding in self.guards.pii.find(text)],
+        )
+
+    def _tier_answerer(self, tier: Tier) -> Answerer:
+        location = _with_scheme(tier.location)
+        spec = next(t for t in self.settings.tiers if t.name == tier.name)
+        update: dict[str, Any] = {"request_timeout_s": spec.timeout_s or self.settings.request_timeout_s}
+        if spec.api_key_env:
+            key = os.environ.get(spec.api_key_env)
+            if not key:
+                raise ConfigError(f"tier {tier.name!r}: environment variable {spec.api_key_env} is not set")
+            update["openai_api_key"] = SecretStr(key)
+        settings = self.settings.model_copy(update=update)
+        if scheme_of(location) in ANSWERERS.schemes():
+            return ANSWERERS.create(location, embedder=self.embedder, settings=settings)
+        generator = create_generator(location, settings=settings)
+        return LLMAnswerer(generator, max_tokens=self.settings.max_answer_tokens)
+
+    def _passage_readers(self, principal: Principal, chunk_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        with self.db.connection(principal) as conn:
+            return passage_readers(conn, principal, chunk_ids)
 
     @cached_property
     def engine(self) -> AnswerEngine:
@@ -169,6 +225,7 @@ class Cairn:
             grounding=create_grounding_checker(self.settings.grounding, analyzer=self.analyzer, embedder=self.embedder),
             grounding_policy=self.settings.grounding_policy,
             min_supported=self.settings.grounding_min_supported,
+            tiers=self.tiers,
         )
 
     @cached_property
@@ -228,10 +285,12 @@ class Cairn:
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
         client: str = "cli",
+        tier: str | None = None,
     ) -> Iterator[AnswerEvent]:
         """Answer tokens as they are generated, then the final :class:`Answer` (``kind == "done"``).
 
-        The final answer carries the id of its audit record, which feedback refers to.
+        The final answer carries the id of its audit record, which feedback refers to. ``tier``
+        forces a model tier (never beyond what the context's sensitivity allows).
         """
         kind = "chat" if session_id else "ask"
         verdicts = self._check_question(question, kbs, principal, kind, client)
@@ -240,7 +299,7 @@ class Cairn:
         cache = self.answer_cache if not history and filters is None else None
         probe = None
         if cache is not None:
-            probe = cache.lookup(principal, question, kbs, self._cache_key(cfg))
+            probe = cache.lookup(principal, question, kbs, self._cache_key(cfg, tier))
             if probe.kind != "skip":
                 self.telemetry.observe_cache(f"hit_{probe.kind}" if probe.hit else "miss", _saved_ms(probe.answer))
         if probe is not None and probe.answer is not None:
@@ -249,7 +308,7 @@ class Cairn:
             )
         else:
             events = self.engine.stream(
-                question, kbs, principal=principal, history=history, config=cfg, filters=filters
+                question, kbs, principal=principal, history=history, config=cfg, filters=filters, tier=tier
             )
         for event in events:
             if event.answer is None:
@@ -264,7 +323,7 @@ class Cairn:
                 kbs=kbs,
                 kind=kind,
                 prompt_template=prompts.TEMPLATE_VERSION,
-                params=self._answer_params(cfg) | ({"trace": answer.trace} if answer.trace else {}),
+                params=self._answer_params(cfg, tier) | ({"trace": answer.trace} if answer.trace else {}),
                 rewritten_queries=_rewritten(question, answer),
                 session_id=session_id,
                 client=client,
@@ -285,6 +344,7 @@ class Cairn:
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
         client: str = "cli",
+        tier: str | None = None,
     ) -> Answer:
         return final_answer(
             self.stream(
@@ -296,6 +356,7 @@ class Cairn:
                 config=config,
                 filters=filters,
                 client=client,
+                tier=tier,
             )
         )
 
@@ -312,14 +373,20 @@ class Cairn:
             self.guards.check_question(question)  # raises GuardBlocked with the user-facing message
         return verdicts
 
-    def _cache_key(self, config: RetrievalConfig) -> str:
+    def _cache_key(self, config: RetrievalConfig, tier: str | None = None) -> str:
         """What an answer depends on besides the question and the caller's rights: pipeline, model, prompt, guards."""
         guards = {k: v for k, v in self.settings.model_dump(mode="json").items() if k.startswith("guard_")}
-        return config_key(self._answer_params(config), prompts.TEMPLATE_VERSION, guards)
+        return config_key(self._answer_params(config, tier), prompts.TEMPLATE_VERSION, guards)
 
-    def _answer_params(self, config: RetrievalConfig) -> dict[str, Any]:
+    def _answer_params(self, config: RetrievalConfig, tier: str | None = None) -> dict[str, Any]:
         s = self.settings
-        return {
+        routing = {
+            "tiers": [t.to_json() for t in self.tier_list],
+            "sensitivity_signals": list(s.sensitivity_signals),
+            "kb_classification": dict(s.kb_classification),
+            "forced_tier": tier,
+        }
+        return routing | {
             "retrieval": asdict(config),
             "generator": s.generator,
             "embedder": s.embedder,
@@ -341,6 +408,11 @@ def _rewritten(question: str, answer: Answer) -> list[str]:
     queries += answer.trace.get("sub_questions", [])
     queries += [str(r.get("text", "")) for r in answer.trace.get("rewrites", [])]
     return list(dict.fromkeys(q for q in queries if q and q != question))
+
+
+def _with_scheme(location: str) -> str:
+    """Bare answerer names (``extractive``) are accepted where a location is expected."""
+    return location if ":" in location else location + ":"
 
 
 def _saved_ms(answer: Answer | None) -> float:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,10 @@ from cairn.errors import ConfigError
 from cairn.guard.pii import PII_KINDS
 
 GuardPolicy = Literal["block", "warn", "log", "off"]
+Locality = Literal["local", "onprem", "external"]
+Sensitivity = Literal["acl", "kb", "pii"]
+Classification = Literal["public", "internal", "confidential", "restricted"]
+SENSITIVITY_SIGNALS: tuple[Sensitivity, ...] = ("acl", "kb", "pii")
 DEFAULT_EMBEDDER = "onnx:all-minilm-l6-v2"
 DEFAULT_GENERATOR = "local:qwen2.5-1.5b-instruct"
 
@@ -38,6 +42,25 @@ def _config_file() -> Path | None:
 
 def _default_home() -> Path:
     return Path(os.environ.get("CAIRN_HOME") or Path.home() / ".cairn").expanduser()
+
+
+class TierSpec(BaseModel):
+    """One generator tier of model routing (docs/model-routing.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Short name, shown in audit and metrics.")
+    generator: str | None = Field(
+        None, description="Generator location; unset on the first tier means the `generator` setting."
+    )
+    locality: Locality | None = Field(
+        None, description="Where the model runs; unset: inferred from the location (public hosts are external)."
+    )
+    min_complexity: float = Field(0.0, ge=0, le=1, description="Questions at least this complex may use the tier.")
+    prompt_cost_per_1k: float = Field(0.0, ge=0, description="Price of 1,000 prompt tokens.")
+    completion_cost_per_1k: float = Field(0.0, ge=0, description="Price of 1,000 completion tokens.")
+    timeout_s: float | None = Field(None, gt=0, description="Request timeout; unset: `request_timeout_s`.")
+    api_key_env: str | None = Field(None, description="Environment variable holding this tier's API key.")
 
 
 class Settings(BaseSettings):
@@ -104,6 +127,20 @@ class Settings(BaseSettings):
     )
     answer_cache_max_entries: int = Field(
         10000, ge=1, description="Least recently used entries beyond this are purged."
+    )
+    tiers: list[TierSpec] = Field(
+        default_factory=list,
+        description="Generator tiers for model routing, cheapest first (docs/model-routing.md); "
+        "empty: one tier, the `generator` setting.",
+    )
+    sensitivity_signals: list[Sensitivity] = Field(
+        default_factory=lambda: list(SENSITIVITY_SIGNALS),
+        description="What makes an answer's context sensitive (kept on local/on-prem tiers): `acl` (a passage "
+        "not readable by everyone), `kb` (a confidential/restricted knowledge base), `pii` (personal data).",
+    )
+    kb_classification: dict[str, Classification] = Field(
+        default_factory=dict,
+        description='Classification per knowledge base, e.g. `{"hr": "confidential"}`; unset KBs are internal.',
     )
     log_level: str = Field("WARNING", description="Level of cairn's log, written to `CAIRN_HOME/logs/cairn.log`.")
     audit_retention_days: float | None = Field(
@@ -181,6 +218,11 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if self.tiers and self.tiers[0].min_complexity != 0:
+            raise ValueError("the first tier answers the simplest questions: its min_complexity must be 0")
         if self.environment == "production" and self.database_url is None:
             raise ValueError("production needs CAIRN_DATABASE_URL: the embedded Postgres is for one machine")
         return self

@@ -130,6 +130,7 @@ class Answer:
     tokens: dict[str, int] = field(default_factory=dict)  # {"prompt": n, "completion": n} when an LLM ran
     audit_id: int | None = None  # the audit record of this interaction (feedback refers to it)
     trace: dict[str, Any] = field(default_factory=dict)  # what retrieval stages did: sub-questions, rewrites, kbs
+    route: dict[str, Any] | None = None  # the model route: tier, complexity, sensitivity, attempts, cost
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +142,7 @@ class Answer:
             "guards": list(self.guards),
             "audit_id": self.audit_id,
             **({"retrieval": self.trace} if self.trace else {}),
+            **({"route": self.route} if self.route else {}),
         }
 
 

@@ -20,6 +20,7 @@ from cairn.answer.citations import build_citations, cite_sentences, clean_marker
 from cairn.answer.grounding import GroundingChecker, GroundingReport, SentenceCheck
 from cairn.answer.relevance import relevant_hits
 from cairn.answer.stream_filter import filter_markers
+from cairn.answer.tiers import Route, Tier, TierSet
 from cairn.guard.policy import GuardSet
 from cairn.index.search import Filters
 from cairn.retrieve.hybrid import HybridRetriever, RetrievalConfig
@@ -48,9 +49,14 @@ class AnswerEngine:
         grounding: GroundingChecker | None = None,
         grounding_policy: str = "off",
         min_supported: float = 0.5,
+        tiers: TierSet | None = None,
     ) -> None:
         self.retriever = retriever
         self.answerer = answerer
+        # Without configured tiers the answerer is the one tier: same code path, nothing to route.
+        self.tiers = tiers or TierSet(
+            [Tier("default", answerer.name, "local")], lambda _: answerer, analyzer=retriever.analyzer
+        )
         self.min_relevance = min_relevance
         self.context_chars = context_chars
         self.history_turns = history_turns
@@ -72,9 +78,10 @@ class AnswerEngine:
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
+        tier: str | None = None,
     ) -> Answer:
         return final_answer(
-            self.stream(question, kbs, principal=principal, history=history, config=config, filters=filters)
+            self.stream(question, kbs, principal=principal, history=history, config=config, filters=filters, tier=tier)
         )
 
     def stream(
@@ -86,7 +93,9 @@ class AnswerEngine:
         history: Sequence[ChatMessage] = (),
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
+        tier: str | None = None,
     ) -> Iterator[AnswerEvent]:
+        """``tier`` forces a model tier, within what the context's sensitivity allows."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         query = question.strip()
@@ -113,10 +122,25 @@ class AnswerEngine:
         _, fitted = prompts.format_passages(prompt_passages, self.context_chars)
         passages = relevant[:fitted]  # the answerer is given exactly these, so [n] always has a passage
         t = time.perf_counter()
+        route = self._route(query, passages, principal, retrieval.trace, tier)
+        timings["route_model"] = _ms(t)
+        if route is not None and not route.order:
+            timings["total"] = _ms(started)
+            refusal = replace(self._refusal(query, retrieval.hits, timings), guards=tuple(guards))
+            refusal = replace(refusal, answer=prompts.SENSITIVE_NO_TIER, route=route.record(), trace=retrieval.trace)
+            yield AnswerEvent("token", refusal.answer)
+            yield AnswerEvent("done", answer=refusal)
+            return
+        t = time.perf_counter()
         pieces: list[str] = []
         checks: list[SentenceCheck] = []
         generated, withheld = 0, False
-        raw = filter_markers(self.answerer.stream_answer(query, prompt_passages[:fitted]), len(passages))
+        generation = (
+            self.tiers.stream_answer(route, query, prompt_passages[:fitted])
+            if route is not None
+            else self.answerer.stream_answer(query, prompt_passages[:fitted])
+        )
+        raw = filter_markers(generation, len(passages))
         for piece in cite_sentences(raw, passages, self.retriever.analyzer):
             offset, generated = generated, generated + len(piece)
             if self.grounding is not None:
@@ -132,14 +156,14 @@ class AnswerEngine:
             pieces.append(piece)
             yield AnswerEvent("token", piece)
         timings["generate"] = _ms(t)
-        usage = getattr(self.answerer, "usage", {})
+        model, usage, routed = self._model_of(route)
         text, used = clean_markers("".join(pieces), len(passages))
         grounding = self._grounding_record(checks, withheld)
         failed = grounding is not None and grounding["action"] == "refused"
         if _is_refusal(text, used) or failed:
             timings["total"] = _ms(started)
-            refusal = self._refusal(query, retrieval.hits, timings, model=self.answerer.name)
-            refusal = replace(refusal, grounding=grounding, guards=tuple(guards), tokens=usage)
+            refusal = self._refusal(query, retrieval.hits, timings, model=model)
+            refusal = replace(refusal, grounding=grounding, guards=tuple(guards), tokens=usage, route=routed)
             streamed = "".join(pieces)
             # Finish the streamed text so that it reads as the final refusal (with what was searched).
             tail = refusal.answer[len(streamed) :] if refusal.answer.startswith(streamed) else "\n" + refusal.answer
@@ -154,12 +178,28 @@ class AnswerEngine:
             timings_ms=timings,
             searched=tuple(retrieval.hits),
             query=query,
-            model=self.answerer.name,
+            model=model,
             grounding=grounding,
             guards=tuple(guards),
             tokens=usage,
+            route=routed,
         )
         yield AnswerEvent("done", answer=replace(answer, trace=retrieval.trace))
+
+    def _route(
+        self, query: str, passages: Sequence[Hit], principal: Principal, trace: dict[str, Any], tier: str | None
+    ) -> Route | None:
+        """The model route of this answer; None when there is one tier, nothing to assess and nothing forced."""
+        if self.tiers.single and tier is None:
+            return None
+        subs = len(trace.get("sub_questions", ()))
+        return self.tiers.route(query, passages, principal, sub_questions=subs, force=tier)
+
+    def _model_of(self, route: Route | None) -> tuple[str, dict[str, int], dict[str, Any] | None]:
+        """Which model answered, its token counts, and the route record for the answer and the audit."""
+        if route is None or route.used is None:
+            return self.answerer.name, dict(getattr(self.answerer, "usage", {}) or {}), None
+        return self.tiers.answerer(route.used).name, dict(route.tokens), route.record()
 
     def _guard_passages(self, hits: Sequence[Hit]) -> tuple[list[Hit], list[Hit], list[dict[str, Any]]]:
         """Passages flagged at ingestion as instructions are left out or quoted as data, per policy.

@@ -9,6 +9,10 @@ from cairn.types import ChatMessage, Hit
 
 TEMPLATE_VERSION = "grounded-v3"
 NOT_FOUND = "I could not find the answer in the documents."
+SENSITIVE_NO_TIER = (
+    "This question draws on restricted documents, and no local or on-premises model is configured to answer from"
+    " them, so I cannot answer it here."
+)
 
 # Small local models over-refuse when the refusal rule dominates the prompt (measured with
 # Qwen2.5-1.5B on the seed questions), so it is stated once, softly: the relevance gate before

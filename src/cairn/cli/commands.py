@@ -30,6 +30,10 @@ AsUserOpt = Annotated[
     str | None,
     typer.Option("--as-user", help="Act as this user: see only the documents they may read (default: operator)."),
 ]
+TierOpt = Annotated[
+    str | None,
+    typer.Option("--tier", help="Force a model tier (`cairn tiers list`); sensitive context still stays local."),
+]
 ListOpt = Annotated[list[str] | None, typer.Option(help="Comma-separated names (repeatable).")]
 
 out = Console()
@@ -122,6 +126,7 @@ def ask(
     mime: MimeOpt = None,
     as_user: AsUserOpt = None,
     profile: ProfileOpt = None,
+    tier: TierOpt = None,
 ) -> None:
     """Answer a question from the documents, with citations (or refuse)."""
     want_json_errors(json_out)
@@ -137,11 +142,13 @@ def ask(
     answers = []
     for i, text in enumerate(batch):
         if json_out:
-            answers.append(cairn.ask(text, kb, principal=principal, filters=filters, config=config).to_json())
+            answer = cairn.ask(text, kb, principal=principal, filters=filters, config=config, tier=tier)
+            answers.append(answer.to_json())
             continue
         if len(batch) > 1:
             out.print(f"{'' if i == 0 else chr(10)}[bold cyan]Q: {text}[/]")
-        answer = _stream_answer(cairn.stream(text, kb, principal=principal, filters=filters, config=config), stream)
+        events = cairn.stream(text, kb, principal=principal, filters=filters, config=config, tier=tier)
+        answer = _stream_answer(events, stream)
         _print_sources(answer)
     if json_out:
         print_json(answers[0] if question and questions is None else answers)

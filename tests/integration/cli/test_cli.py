@@ -28,7 +28,8 @@ def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: igno
     code, out = run("ask", "How do I report a suspicious email?", "--kb", "handbook", "--json")
     answer = json.loads(out)
     assert code == 0
-    assert set(answer) == {"answer", "refused", "citations", "timings_ms", "grounding", "guards", "audit_id"}
+    assert set(answer) == {"answer", "refused", "citations", "timings_ms", "grounding", "guards", "audit_id", "route"}
+    assert (answer["route"]["tier"], answer["route"]["sensitive"]) == ("default", True), "no readers: admins only"
     assert answer["refused"] is False and "security@example.com" in answer["answer"]
     (citation,) = answer["citations"]
     assert set(citation) == {"id", "chunk_id", "source", "page", "start", "end", "text"}

@@ -41,7 +41,9 @@ def candidates() -> list[tuple[str, list[Hit], set[str]]]:
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
     out = []
     for qid, query in list(dataset.queries.items())[:QUERIES]:
-        docs, scores = retriever.retrieve(bm25s.tokenize([query], stopwords="en", show_progress=False), k=DEPTH)
+        docs, scores = retriever.retrieve(
+            bm25s.tokenize([query], stopwords="en", show_progress=False), k=DEPTH, show_progress=False
+        )
         hits = [
             Hit(
                 chunk_id=int(d),

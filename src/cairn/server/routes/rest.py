@@ -49,6 +49,9 @@ class AskIn(BaseModel):
     filters: FiltersIn | None = None
     stream: bool = Field(False, description="Server-sent events: `token` events, then `done` with the answer.")
     profile: Profile | None = Field(None, description="Retrieval profile; default: the knowledge base's or server's.")
+    tier: str | None = Field(
+        None, max_length=32, description="Force a model tier; sensitive context still never leaves local/on-prem tiers."
+    )
 
 
 class SearchIn(BaseModel):
@@ -147,12 +150,16 @@ async def ask(request: Request, body: AskIn, principal: Caller) -> Any:
     if not body.stream:
         result = await answer(
             context,
-            lambda: cairn.ask(question, body.kbs, principal=principal, filters=filters, config=config, client="api"),
+            lambda: cairn.ask(
+                question, body.kbs, principal=principal, filters=filters, config=config, client="api", tier=body.tier
+            ),
         )
         return result.to_json()
 
     def events() -> Iterator[AnswerEvent]:
-        return cairn.stream(question, body.kbs, principal=principal, filters=filters, config=config, client="api")
+        return cairn.stream(
+            question, body.kbs, principal=principal, filters=filters, config=config, client="api", tier=body.tier
+        )
 
     first, rest = await answer_events(context, events)
     return event_stream(answer_sse(first, rest))
