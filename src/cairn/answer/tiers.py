@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cairn.answer.relevance import evidence
+from cairn.answer.templates import PromptTemplate
 from cairn.errors import CairnError, ConfigError, InputError, ModelError, ModelUnavailable
 from cairn.index.analyzer import Analyzer
 from cairn.settings import Classification, Locality, Sensitivity, TierSpec
@@ -116,9 +117,14 @@ def assess_complexity(
 
 @dataclass(frozen=True, slots=True)
 class SensitivityVerdict:
-    """Why the context of an answer must stay on the premises (empty: it may leave)."""
+    """Why the context of an answer must stay on the premises (empty: it may leave).
+
+    ``assessed`` is False when no tier could take the context out (every tier is local or on-prem):
+    the assessment is then skipped, because it could not change the route.
+    """
 
     reasons: tuple[str, ...] = ()
+    assessed: bool = True
 
     @property
     def sensitive(self) -> bool:
@@ -230,7 +236,7 @@ class Route:
             "forced": self.forced,
             "order": list(self.order),
             "complexity": self.complexity.to_json(),
-            "sensitive": self.sensitivity.sensitive,
+            "sensitive": self.sensitivity.sensitive if self.sensitivity.assessed else None,
             "sensitivity": list(self.sensitivity.reasons),
             "attempts": list(self.attempts),
             "tokens": dict(self.tokens),
@@ -312,6 +318,8 @@ class TierSet:
         force: str | None = None,
     ) -> Route:
         complexity = assess_complexity(question, passages, self.analyzer, sub_questions=sub_questions)
+        if all(tier.on_premises for tier in self.router.tiers):
+            return self.router.route(complexity, SensitivityVerdict(assessed=False), force=force)
         readers = self._readers
 
         def passage_readers(ids: Sequence[int]) -> Mapping[int, Sequence[str]]:
@@ -336,8 +344,14 @@ class TierSet:
             self._answerers[name] = self._build(self.router.by_name[name])
         return self._answerers[name]
 
-    def stream_answer(self, route: Route, question: str, passages: Sequence[Hit]) -> Iterator[str]:
-        """Stream the answer from the first tier of ``route`` that works; fills in the route's outcome."""
+    def stream_answer(
+        self, route: Route, question: str, passages: Sequence[Hit], template: PromptTemplate | None = None
+    ) -> Iterator[str]:
+        """Stream the answer from the first tier of ``route`` that works; fills in the route's outcome.
+
+        ``template``: the request's prompt template (an experiment's variant), given to whichever tier answers.
+        """
+        prompt = {} if template is None else {"template": template}
         failures: list[str] = []
         for name in route.order:
             tier = self.router.by_name[name]
@@ -348,7 +362,7 @@ class TierSet:
             started = time.perf_counter()
             produced = False
             try:
-                for piece in answerer.stream_answer(question, passages):
+                for piece in answerer.stream_answer(question, passages, **prompt):
                     produced = produced or bool(piece)
                     yield piece
             except CairnError as exc:

@@ -154,7 +154,8 @@ def test_without_tiers_the_generator_is_the_one_tier(make_cairn: Callable[..., C
     cairn, hana = _cairn(make_cairn, tmp_path, tiers=[])
     cairn.answerer.generator.enqueue("Reviewed every March [1].")  # type: ignore[attr-defined]
     answer = cairn.ask("When are salary bands reviewed?", ["hr"], principal=hana)
-    assert answer.route is not None and answer.route["tier"] == "default" and answer.route["sensitive"]
+    assert answer.route is not None and answer.route["tier"] == "default"
+    assert answer.route["sensitive"] is None, "a local model alone: nothing to protect, nothing assessed"
     assert [t.name for t in cairn.tier_list] == ["default"] and cairn.tier_list[0].locality == "local"
 
 

@@ -29,7 +29,7 @@ def test_ingest_ask_search_contracts(run, tmp_path: Path) -> None:  # type: igno
     answer = json.loads(out)
     assert code == 0
     assert set(answer) == {"answer", "refused", "citations", "timings_ms", "grounding", "guards", "audit_id", "route"}
-    assert (answer["route"]["tier"], answer["route"]["sensitive"]) == ("default", True), "no readers: admins only"
+    assert (answer["route"]["tier"], answer["route"]["sensitive"]) == ("default", None), "one local tier: not assessed"
     assert answer["refused"] is False and "security@example.com" in answer["answer"]
     (citation,) = answer["citations"]
     assert set(citation) == {"id", "chunk_id", "source", "page", "start", "end", "text"}

@@ -254,6 +254,9 @@ def test_tierset_assesses_with_the_callers_principal() -> None:
     tiers = TierSet([LOCAL, PREMIUM], lambda t: None, analyzer=ANALYZER, signals=("acl",), readers=readers)
     route = tiers.route("What are the salary bands?", [_hit(7, "Salary bands.")], SYSTEM)
     assert seen == [(SYSTEM, (7,))] and route.sensitivity.reasons == ("acl",) and route.order == ("local",)
+    on_premises = TierSet([LOCAL, ONPREM], lambda t: None, analyzer=ANALYZER, signals=("acl",), readers=readers)
+    skipped = on_premises.route("What are the salary bands?", [_hit(7, "Salary bands.")], SYSTEM)
+    assert len(seen) == 1 and skipped.record()["sensitive"] is None, "nothing to protect: not assessed"
     with pytest.raises(ConfigError, match="acl"):
         TierSet([LOCAL], lambda t: None, analyzer=ANALYZER, signals=("acl",))
 
