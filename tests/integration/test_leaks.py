@@ -113,6 +113,15 @@ def _queries(docs: list[Doc]) -> list[tuple[str, Filters | None]]:
     return queries
 
 
+def _without(value: object, keys: set[str]) -> object:
+    """``value`` without the dict entries keyed by one of ``keys`` (the caller's own query terms)."""
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
 def _assert_no_leak(payload: str, forbidden: list[str], context: str, echo: str = "") -> None:
     """No forbidden needle in ``payload``, apart from where it repeats the caller's own question."""
     lowered = payload.lower().replace(echo.lower(), "") if echo else payload.lower()
@@ -186,3 +195,64 @@ def test_no_role_ever_sees_what_it_may_not_read(make_cairn: Callable[..., Cairn]
                 cairn.retriever.search("merger", [name], principal=principal)
             except CairnError as exc:
                 _assert_no_leak(json.dumps(exc.to_dict()), forbidden, f"error as {role}")
+
+
+@pytest.mark.parametrize("database_url", ["embedded"], indirect=True)
+def test_rag_stages_never_carry_what_a_role_may_not_read(make_cairn: Callable[..., Cairn], tmp_path: Path) -> None:
+    """The same attack through every retrieval stage that reads the index on its own: pseudo-relevance
+    feedback (RM3 draws expansion terms from the first-pass hits), decomposition, the knowledge graph
+    (entities and neighbours), small-to-big parents, compression, and the knowledge-base router over
+    every KB (``'*'``, one KB per department): no stage may bring in, or name, a forbidden document."""
+    cairn = make_cairn(
+        generator="extractive:", min_relevance=0.0, answer_cache="semantic", graph_extractor="heuristic:"
+    )
+    docs = _corpus(tmp_path / "docs")
+    assert cairn.ingestor.sync_folder(tmp_path / "docs", "corp").ok
+    for folder in READERS:
+        assert cairn.ingestor.sync_folder(tmp_path / "docs" / folder, f"dept-{folder}").ok
+    for role, groups in ROLES.items():
+        cairn.principals.add_user(role, groups)
+    config = cairn.retrieval_config.with_(
+        top_k=10,
+        rewrite="rm3:",
+        decompose="heuristic:",
+        graph=0.3,
+        graph_hops=1,
+        parents=600,
+        compress="embedding:",
+        route="centroid:",
+    )
+    stored = {Path(d.source).name: d.id for d in cairn.store.list_documents(SYSTEM, "corp")}
+    queries = _queries(docs)[::7]  # every 7th: each template and doc still appears; ~150 per role
+    # Compound questions, so that decomposition splits them and each part is retrieved (and routed) alone.
+    queries += [(f"What are the office hours and what is the reference code {d.canary}?", None) for d in docs]
+    for doc in docs:  # the stages work: without ACLs each canary is found (graph and RM3 included)
+        found = cairn.retriever.search(doc.canary, ["corp"], config, principal=SYSTEM)
+        assert any(doc.canary in h.text for h in found.hits), doc.canary
+        assert found.trace.get("rewrites"), "RM3 expanded the query from the first-pass hits"
+        assert "graph" in found.timings_ms and "compress" in found.timings_ms and "parents" in found.timings_ms
+    compound = "What are the salary bands and how do I configure the vpn gateway?"
+    routed = cairn.retriever.search(compound, ["*"], config, principal=SYSTEM).trace
+    assert routed.get("routed_kbs") and routed.get("sub_questions"), "the router and the decomposer acted"
+    for role in ROLES:
+        principal = cairn.principals.resolve(role)
+        denied = [d for d in docs if not _readable(d, role)]
+        allowed_ids = {stored[d.name] for d in docs if _readable(d, role)}
+        forbidden = [d.canary for d in denied] + [d.name for d in denied]
+        for query, filters in queries:
+            for kbs in (["corp"], ["*"]):
+                retrieval = cairn.search(query, kbs, principal=principal, config=config, filters=filters)
+                if kbs == ["corp"]:
+                    assert {h.document_id for h in retrieval.hits} <= allowed_ids, (role, query)
+                # The trace repeats the question (sub-questions, rewrite texts, RM3's weighted own terms);
+                # what it may not hold is an expansion term or a KB name taken from a forbidden document.
+                own = {*cairn.analyzer.terms(query), "text", "sub_questions"}
+                payload = json.dumps([h.to_json() for h in retrieval.hits]) + json.dumps(_without(retrieval.trace, own))
+                _assert_no_leak(payload, forbidden, f"search {query!r} in {kbs} as {role}", query)
+                answer = cairn.ask(query, kbs, principal=principal, filters=filters, config=config)
+                said = json.dumps(answer.to_json() | {"retrieval": _without(answer.trace, own)})
+                _assert_no_leak(said, forbidden, f"ask {query!r} in {kbs} as {role}", query)
+        readable_kbs = {kb["name"] for kb in cairn.store.list_kbs(principal)}
+        assert {
+            f"dept-{d.folder}" for d in denied if not any(_readable(o, role) for o in docs if o.folder == d.folder)
+        }.isdisjoint(readable_kbs), "a department KB with nothing readable does not exist for the role"
