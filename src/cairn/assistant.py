@@ -23,6 +23,8 @@ from cairn.answer.cache import AnswerCache, config_key
 from cairn.answer.engine import AnswerEngine, AnswerEvent, final_answer
 from cairn.answer.grounding import create_grounding_checker
 from cairn.answer.memory import ChatStore
+from cairn.answer.templates import PromptTemplate, get_template
+from cairn.answer.templates import versions as template_versions
 from cairn.answer.tiers import Tier, TierSet, resolve_tiers
 from cairn.errors import ConfigError
 from cairn.guard.injection import InjectionDetector
@@ -36,9 +38,12 @@ from cairn.index.search import Filters
 from cairn.index.store import IndexStore
 from cairn.ingest.base import Chunker
 from cairn.ingest.entities import create_entity_extractor
+from cairn.ingest.parse import Parser, create_parser
 from cairn.ingest.sync import Ingestor
 from cairn.models.base import Embedder, Generator, create_embedder, create_generator
 from cairn.ops.audit import AuditEvent, AuditLog
+from cairn.ops.drift import DriftConfig, DriftDetector
+from cairn.ops.experiments import Assignment, ExperimentStore
 from cairn.ops.feedback import FeedbackStore
 from cairn.ops.telemetry import Telemetry
 from cairn.registry import scheme_of
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 class Cairn:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+        self._unapplicable: set[str] = set()  # experiment variants already warned about
 
     @cached_property
     def db(self) -> Database:
@@ -99,9 +105,25 @@ class Cairn:
         return FeedbackStore(self.db, audit=self.audit)
 
     @cached_property
+    def experiments(self) -> ExperimentStore:
+        """A/B experiments: managed by administrators, read by every answer (docs/experiments.md)."""
+        s = self.settings
+        return ExperimentStore(
+            self.db,
+            tiers=[t.name for t in s.tiers],
+            min_samples=s.experiment_min_samples,
+            alpha=s.experiment_alpha,
+        )
+
+    @cached_property
     def telemetry(self) -> Telemetry:
         """Pipeline metrics and traces of this process (the server exposes them at /metrics)."""
         return Telemetry()
+
+    @cached_property
+    def drift(self) -> DriftDetector:
+        """Drift between two windows of the audit trail, for administrators (docs/drift.md)."""
+        return DriftDetector(self.db, self.embedder, DriftConfig.from_settings(self.settings))
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -114,12 +136,18 @@ class Cairn:
         return RecursiveChunker(chunk_size=self.settings.chunk_size, overlap=self.settings.chunk_overlap)
 
     @cached_property
+    def parser(self) -> Parser:
+        """Turns files into documents under the parse limits; isolated in worker processes unless turned off."""
+        return create_parser(self.settings)
+
+    @cached_property
     def ingestor(self) -> Ingestor:
         return Ingestor(
             self.store,
             self.embedder,
             self.chunker,
             max_bytes=int(self.settings.max_file_mb * 1024 * 1024),
+            parser=self.parser,
             chunk_flags=self.guards.chunk_flags,
             entities=create_entity_extractor(
                 self.settings.graph_extractor, generator=self.generator, settings=self.settings
@@ -290,16 +318,24 @@ class Cairn:
         """Answer tokens as they are generated, then the final :class:`Answer` (``kind == "done"``).
 
         The final answer carries the id of its audit record, which feedback refers to. ``tier``
-        forces a model tier (never beyond what the context's sensitivity allows).
+        forces a model tier (never beyond what the context's sensitivity allows). A caller in a running
+        experiment gets the variant's profile, template and tier, and the variant is recorded.
         """
         kind = "chat" if session_id else "ask"
         verdicts = self._check_question(question, kbs, principal, kind, client)
+        assignment = self._assignment(principal, kbs, config, tier)
         cfg = config or self.config_for(kbs)
+        template = get_template()
+        if assignment is not None:
+            variant = assignment.variant
+            cfg = self.config_for(kbs, variant.profile) if variant.profile else cfg
+            template = get_template(variant.template) if variant.template else template
+            tier = variant.tier or tier
         # A follow-up depends on its conversation, a filtered request on its filters: neither is cached.
         cache = self.answer_cache if not history and filters is None else None
         probe = None
         if cache is not None:
-            probe = cache.lookup(principal, question, kbs, self._cache_key(cfg, tier))
+            probe = cache.lookup(principal, question, kbs, self._cache_key(cfg, tier, template))
             if probe.kind != "skip":
                 self.telemetry.observe_cache(f"hit_{probe.kind}" if probe.hit else "miss", _saved_ms(probe.answer))
         if probe is not None and probe.answer is not None:
@@ -308,7 +344,14 @@ class Cairn:
             )
         else:
             events = self.engine.stream(
-                question, kbs, principal=principal, history=history, config=cfg, filters=filters, tier=tier
+                question,
+                kbs,
+                principal=principal,
+                history=history,
+                config=cfg,
+                filters=filters,
+                tier=tier,
+                template=template if assignment is not None and assignment.variant.template else None,
             )
         for event in events:
             if event.answer is None:
@@ -316,16 +359,18 @@ class Cairn:
                 continue
             if cache is not None and probe is not None and probe.answer is None:
                 cache.store(probe, event.answer)
-            answer = replace(event.answer, guards=(*verdicts, *event.answer.guards))
+            label = assignment.label if assignment is not None else None
+            answer = replace(event.answer, guards=(*verdicts, *event.answer.guards), variant=label)
             audited = AuditEvent.from_answer(
                 answer,
                 question=question,
                 kbs=kbs,
                 kind=kind,
-                prompt_template=prompts.TEMPLATE_VERSION,
+                prompt_template=template.version,
                 params=self._answer_params(cfg, tier) | ({"trace": answer.trace} if answer.trace else {}),
                 rewritten_queries=_rewritten(question, answer),
                 session_id=session_id,
+                variant=label,
                 client=client,
             )
             ref = self.audit.record(principal, audited)
@@ -373,10 +418,37 @@ class Cairn:
             self.guards.check_question(question)  # raises GuardBlocked with the user-facing message
         return verdicts
 
-    def _cache_key(self, config: RetrievalConfig, tier: str | None = None) -> str:
+    def _assignment(
+        self, principal: Principal, kbs: Sequence[str], config: RetrievalConfig | None, tier: str | None
+    ) -> Assignment | None:
+        """The caller's experiment variant, unless the request itself pinned what the experiment varies."""
+        if not self.settings.experiments or principal.user_id is None or principal.is_system:
+            return None
+        pinned = {"tier"} if tier is not None else set()
+        if config is not None and config != self.config_for(kbs):
+            pinned.add("profile")
+        assignment = self.experiments.assign(principal, kbs, pinned=pinned)
+        if assignment is None:
+            return None
+        variant = assignment.variant
+        tiers = {t.name for t in self.tier_list}
+        if (variant.template is not None and variant.template not in template_versions()) or (
+            variant.tier is not None and variant.tier not in tiers
+        ):
+            # The configuration changed under a running experiment: serve the default, count nothing.
+            if assignment.label not in self._unapplicable:
+                self._unapplicable.add(assignment.label)
+                log.warning("experiment variant %s names a template or tier not configured here", assignment.label)
+            return None
+        return assignment
+
+    def _cache_key(
+        self, config: RetrievalConfig, tier: str | None = None, template: PromptTemplate | None = None
+    ) -> str:
         """What an answer depends on besides the question and the caller's rights: pipeline, model, prompt, guards."""
         guards = {k: v for k, v in self.settings.model_dump(mode="json").items() if k.startswith("guard_")}
-        return config_key(self._answer_params(config, tier), prompts.TEMPLATE_VERSION, guards)
+        version = template.version if template is not None else prompts.TEMPLATE_VERSION
+        return config_key(self._answer_params(config, tier), version, guards)
 
     def _answer_params(self, config: RetrievalConfig, tier: str | None = None) -> dict[str, Any]:
         s = self.settings
@@ -398,6 +470,8 @@ class Cairn:
         }
 
     def close(self) -> None:
+        if "parser" in self.__dict__:
+            self.parser.close()
         if "db" in self.__dict__:
             self.db.close()
 

@@ -8,6 +8,7 @@ should answer with, so the CLI and the API map errors in one place instead of gu
     ├── InputError (400)             a request or file the caller must fix
     │   ├── UnsupportedFormat (415)  a file type no loader handles
     │   ├── CorruptDocument (422)    a file that claims a format but cannot be parsed
+    │   ├── LimitExceeded (413)      a file refused by a parsing limit (time, memory, size, pages, bomb)
     │   └── GuardBlocked (422)       a question a guard refused under a ``block`` policy
     ├── NotFound (404)               a knowledge base, document or session that does not exist,
     │                                or one the caller may not read (the two are indistinguishable)
@@ -60,6 +61,11 @@ class CorruptDocument(InputError):
     code = "corrupt_document"
 
 
+class LimitExceeded(InputError):
+    status = 413
+    code = "limit_exceeded"
+
+
 class NotFound(CairnError):
     status = 404
     code = "not_found"
@@ -108,6 +114,7 @@ __all__ = [
     "Forbidden",
     "GuardBlocked",
     "InputError",
+    "LimitExceeded",
     "ModelError",
     "ModelUnavailable",
     "NotFound",

@@ -87,6 +87,22 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1200, ge=100, le=20000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(150, ge=0, description="Characters shared by consecutive chunks.")
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped with an error.")
+    parse_isolation: Literal["process", "off"] = Field(
+        "process",
+        description="Parse files in worker processes under time and memory limits (`process`), or in-process (`off`).",
+    )
+    parse_workers: int = Field(2, ge=1, le=64, description="Parser worker processes (files parsed at once).")
+    parse_timeout_s: float = Field(
+        120.0, gt=0, description="Wall-clock (and CPU) time one file may take to parse; the worker is then killed."
+    )
+    parse_memory_mb: int = Field(2048, ge=256, description="Address-space limit of a parser worker process.")
+    parse_max_unpacked_mb: float = Field(
+        200.0, gt=0, description="What a DOCX's zip entries, or one compressed stream of a PDF, may inflate to."
+    )
+    parse_max_pages: int = Field(10000, ge=1, description="PDFs with more pages are refused.")
+    parse_max_depth: int = Field(
+        512, ge=16, description="HTML nesting kept; tags nested deeper are dropped (their text is kept)."
+    )
     candidates: int = Field(100, ge=1, le=1000, description="Candidates each retriever contributes to fusion.")
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the answer stage.")
     fusion: Literal["rrf", "convex"] = Field("convex", description="How BM25 and dense lists are fused.")
@@ -146,6 +162,15 @@ class Settings(BaseSettings):
     audit_retention_days: float | None = Field(
         None, gt=0, description="`cairn audit purge` deletes audit records older than this; unset keeps all."
     )
+    worker_concurrency: int = Field(1, ge=1, le=64, description="Jobs one `cairn worker` process runs at once.")
+    worker_batch: int = Field(8, ge=1, le=256, description="Queued files of one sync a worker claims together.")
+    worker_lease_s: float = Field(
+        60.0, ge=1, le=86400, description="A claimed job's lease; a worker silent this long loses its jobs."
+    )
+    worker_poll_s: float = Field(1.0, gt=0, le=60, description="How often an idle worker looks for queued jobs.")
+    worker_max_attempts: int = Field(
+        3, ge=1, le=100, description="Claims a queued job gets before it fails (retries, killed workers)."
+    )
     grounding: str = Field(
         "heuristic:", description="Groundedness checker location (`heuristic:`, `heuristic:lexical`)."
     )
@@ -156,6 +181,15 @@ class Settings(BaseSettings):
     )
     grounding_min_supported: float = Field(
         0.5, ge=0, le=1, description="Under `refuse`, the share of supported sentences an answer needs."
+    )
+    experiments: bool = Field(
+        True, description="Assign users to running A/B experiments (docs/experiments.md); off: all get the default."
+    )
+    experiment_min_samples: int = Field(
+        30, ge=1, description="`cairn experiments report` tests a figure only when both samples have this many."
+    )
+    experiment_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="Significance level of experiment reports (intervals are at 1 - alpha)."
     )
     guard_question_injection: GuardPolicy = Field(
         "warn", description="Prompt injection in a question: block (refuse), warn (answer, flag), log, off."
@@ -186,6 +220,32 @@ class Settings(BaseSettings):
         default_factory=lambda: ["US", "GB", "DE", "FR"],
         description="National phone formats recognised (numbers with + are always recognised).",
     )
+    drift_window_days: float = Field(
+        7.0, gt=0, description="Default drift windows: the last N days against the N days before (docs/drift.md)."
+    )
+    drift_min_samples: int = Field(
+        50, ge=2, description="Samples each window needs for a drift verdict; fewer: 'insufficient data'."
+    )
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="p-value below which a drift test reports drift.")
+    drift_psi_threshold: float = Field(
+        0.2, gt=0, description="Population stability index at which topic and score shares report drift."
+    )
+    drift_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-signal thresholds overriding the two above, e.g. `{"refusal_rate": 0.001}`.',
+    )
+    drift_topics: int = Field(
+        8, ge=2, le=100, description="Most topic clusters (k-means) fitted on the reference questions."
+    )
+    drift_permutations: int = Field(
+        500, ge=20, le=100000, description="Permutations of the MMD test (p-value resolution)."
+    )
+    drift_max_samples: int = Field(
+        1000, ge=10, description="Most questions per window the MMD and topics use (a seeded random subset beyond)."
+    )
+    drift_interval_s: float = Field(
+        0.0, ge=0, description="How often `cairn serve` recomputes the drift report for its gauges; 0 = never."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -213,6 +273,24 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("drift_thresholds")
+    @classmethod
+    def _known_drift_signals(cls, value: dict[str, float]) -> dict[str, float]:
+        if value:  # a typo would otherwise leave a signal on its default threshold without a word
+            from cairn.ops.drift.report import DriftConfig
+
+            try:
+                DriftConfig(thresholds=value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _coherent_drift(self) -> Settings:
+        if self.drift_max_samples < self.drift_min_samples:
+            raise ValueError("drift_max_samples must be at least drift_min_samples")
+        return self
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -131,6 +131,7 @@ class Answer:
     audit_id: int | None = None  # the audit record of this interaction (feedback refers to it)
     trace: dict[str, Any] = field(default_factory=dict)  # what retrieval stages did: sub-questions, rewrites, kbs
     route: dict[str, Any] | None = None  # the model route: tier, complexity, sensitivity, attempts, cost
+    variant: str | None = None  # "experiment:variant" when the caller is in an A/B experiment
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +144,7 @@ class Answer:
             "audit_id": self.audit_id,
             **({"retrieval": self.trace} if self.trace else {}),
             **({"route": self.route} if self.route else {}),
+            **({"variant": self.variant} if self.variant else {}),
         }
 
 

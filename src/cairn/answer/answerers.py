@@ -13,6 +13,7 @@ import numpy as np
 
 from cairn.answer import prompts
 from cairn.answer.citations import split_sentences
+from cairn.answer.templates import PromptTemplate, get_template
 from cairn.index.analyzer import Analyzer
 from cairn.models.base import Embedder, Generator
 from cairn.registry import Registry
@@ -25,8 +26,14 @@ class Answerer(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
-        """Yield the answer text; ``[n]`` markers refer to ``hits[n-1]``."""
+    def stream_answer(
+        self, question: str, hits: Sequence[Hit], template: PromptTemplate | None = None
+    ) -> Iterator[str]:
+        """Yield the answer text; ``[n]`` markers refer to ``hits[n-1]``.
+
+        ``template``: the prompt template of this request (an experiment's variant), else the
+        answerer's own; answerers without a prompt ignore it.
+        """
         ...
 
     def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
@@ -40,10 +47,11 @@ _PRONOUNS = frozenset("it its this that these those they them their there he she
 
 
 class LLMAnswerer:
-    def __init__(self, generator: Generator, *, max_tokens: int = 300) -> None:
+    def __init__(self, generator: Generator, *, max_tokens: int = 300, template: PromptTemplate | None = None) -> None:
         self.generator = generator
         self.name = generator.name
         self.max_tokens = max_tokens
+        self.template = template or get_template()
 
     def warm_up(self) -> None:
         self.generator.warm_up()
@@ -56,9 +64,11 @@ class LLMAnswerer:
             return {}
         return {"prompt": int(last.tokens_in), "completion": int(last.tokens_out)}
 
-    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
+    def stream_answer(
+        self, question: str, hits: Sequence[Hit], template: PromptTemplate | None = None
+    ) -> Iterator[str]:
         # The engine has already cut ``hits`` to its context budget: every one is numbered in the prompt.
-        messages = prompts.answer_messages(question, hits)
+        messages = (template or self.template).answer_messages(question, hits)
         yield from self.generator.stream(messages, max_tokens=self.max_tokens, temperature=0.0)
 
     def rewrite(self, question: str, history: Sequence[ChatMessage]) -> str:
@@ -82,7 +92,10 @@ class ExtractiveAnswerer:
     def warm_up(self) -> None:
         self.embedder.warm_up()
 
-    def stream_answer(self, question: str, hits: Sequence[Hit]) -> Iterator[str]:
+    def stream_answer(
+        self, question: str, hits: Sequence[Hit], template: PromptTemplate | None = None
+    ) -> Iterator[str]:
+        # No prompt: the template of an experiment's variant changes nothing here.
         candidates = [(i, sentence) for i, hit in enumerate(hits[:5], start=1) for sentence in _sentences(hit.text)]
         if not candidates:
             yield prompts.NOT_FOUND

@@ -20,6 +20,7 @@ from cairn.answer.citations import build_citations, cite_sentences, clean_marker
 from cairn.answer.grounding import GroundingChecker, GroundingReport, SentenceCheck
 from cairn.answer.relevance import relevant_hits
 from cairn.answer.stream_filter import filter_markers
+from cairn.answer.templates import PromptTemplate
 from cairn.answer.tiers import Route, Tier, TierSet
 from cairn.guard.policy import GuardSet
 from cairn.index.search import Filters
@@ -79,9 +80,19 @@ class AnswerEngine:
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
         tier: str | None = None,
+        template: PromptTemplate | None = None,
     ) -> Answer:
         return final_answer(
-            self.stream(question, kbs, principal=principal, history=history, config=config, filters=filters, tier=tier)
+            self.stream(
+                question,
+                kbs,
+                principal=principal,
+                history=history,
+                config=config,
+                filters=filters,
+                tier=tier,
+                template=template,
+            )
         )
 
     def stream(
@@ -94,8 +105,10 @@ class AnswerEngine:
         config: RetrievalConfig | None = None,
         filters: Filters | None = None,
         tier: str | None = None,
+        template: PromptTemplate | None = None,
     ) -> Iterator[AnswerEvent]:
-        """``tier`` forces a model tier, within what the context's sensitivity allows."""
+        """``tier`` forces a model tier, within what the context's sensitivity allows; ``template`` is the
+        prompt template of this request (an experiment's variant), else the answerer's own."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         query = question.strip()
@@ -135,10 +148,12 @@ class AnswerEngine:
         pieces: list[str] = []
         checks: list[SentenceCheck] = []
         generated, withheld = 0, False
+        # Passed only when a request chose one, so answerers without a prompt need not take it.
+        prompt = {} if template is None else {"template": template}
         generation = (
-            self.tiers.stream_answer(route, query, prompt_passages[:fitted])
+            self.tiers.stream_answer(route, query, prompt_passages[:fitted], **prompt)
             if route is not None
-            else self.answerer.stream_answer(query, prompt_passages[:fitted])
+            else self.answerer.stream_answer(query, prompt_passages[:fitted], **prompt)
         )
         raw = filter_markers(generation, len(passages))
         for piece in cite_sentences(raw, passages, self.retriever.analyzer):

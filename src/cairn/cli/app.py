@@ -41,7 +41,19 @@ def print_json(payload: Any) -> None:
 
 
 # The modules whose import registers their commands on ``app`` (the docs test walks the same list).
-COMMAND_MODULES = ("commands", "access_cmd", "audit_cmd", "eval_cmd", "qa_cmd", "index_cmd", "serve_cmd", "tiers_cmd")
+COMMAND_MODULES = (
+    "commands",
+    "access_cmd",
+    "audit_cmd",
+    "eval_cmd",
+    "qa_cmd",
+    "index_cmd",
+    "serve_cmd",
+    "tiers_cmd",
+    "jobs_cmd",
+    "drift_cmd",
+    "experiments_cmd",
+)
 
 
 def register_commands() -> None:

@@ -58,16 +58,27 @@ def ingest(
     users: Annotated[
         list[str] | None, typer.Option("--users", help="Users that may read files without a .cairn-acl (x,y).")
     ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Queue the work for `cairn worker` processes instead of doing it here.")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --queue: wait until the workers are done.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Index a folder incrementally: new and changed files are (re)indexed, removed files deleted.
 
     Readers come from .cairn-acl sidecar files, else --groups/--users; with neither, only admins
-    (and the operator) can read a document.
+    (and the operator) can read a document. With --queue the workers do it (docs/deployment.md).
     """
     want_json_errors(json_out)
     acl = readers(split_names(groups), split_names(users))
     cairn = open_cairn()
+    if queue or wait:
+        from cairn.cli.jobs_cmd import enqueue_sync
+
+        if not queue:
+            raise typer.BadParameter("--wait goes with --queue")
+        enqueue_sync(cairn, path, kb, readers=acl, full=full, wait=wait, json_out=json_out)
+        return
     total = 1 if path.is_file() else sum(1 for _ in iter_files(path)) if path.is_dir() else 0
     with progress_bar(quiet=json_out, label="[bold]ingest[/]") as progress:
         task = progress.add_task("", total=total)

@@ -111,6 +111,25 @@ def run_queries(
     return run, latencies
 
 
+def per_query_scores(dataset: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """nDCG@10, recall@100 and MRR@10 of each query of ``run`` (0 for an empty ranking, as in BEIR).
+
+    What a paired comparison of two pipelines needs: both scored on the same queries.
+    """
+    import pytrec_eval
+
+    qrels = {q: dataset.qrels[q] for q in run}
+    scored = pytrec_eval.RelevanceEvaluator(qrels, MEASURES).evaluate(run)
+    return {
+        q: {
+            "ndcg@10": scored.get(q, {}).get("ndcg_cut_10", 0.0),
+            "recall@100": scored.get(q, {}).get("recall_100", 0.0),
+            "mrr@10": _mrr_at({q: qrels[q]}, {q: run[q]}, 10),
+        }
+        for q in run
+    }
+
+
 def score(dataset: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, float]:
     import pytrec_eval
 

@@ -47,6 +47,7 @@ from cairn.answer.grounding import (
     create_grounding_checker,
 )
 from cairn.answer.relevance import evidence, relevant_hits
+from cairn.answer.templates import get_template
 from cairn.errors import InputError
 from cairn.eval.beir import latency_summary, load_beir
 from cairn.types import SYSTEM, Answer, Citation, Hit, ParsedDocument, Principal
@@ -329,8 +330,15 @@ def run_qa(
     name: str = "qa",
     progress: Callable[[int], None] | None = None,
     config: RetrievalConfig | None = None,
+    template: str | None = None,
+    tier: str | None = None,
 ) -> QAReport:
-    """Ask every case (in its own ``kb`` or in ``kb``), check the answers, and score every policy."""
+    """Ask every case (in its own ``kb`` or in ``kb``), check the answers, and score every policy.
+
+    ``template`` (a prompt template name or version) and ``tier`` (a model tier) replace the
+    defaults, as an experiment's variant does.
+    """
+    prompt = get_template(template) if template is not None else None
     if checker is None:
         checker = create_grounding_checker("heuristic:", analyzer=cairn.analyzer, embedder=cairn.embedder)
     # The raw answer, before the engine's own check, so that every policy is scored on one generation.
@@ -339,7 +347,9 @@ def run_qa(
     results: list[CaseResult] = []
     for n, case in enumerate(cases, start=1):
         started = time.perf_counter()
-        answer = engine.ask(case.question, [case.kb or kb], principal=principal, config=config)
+        answer = engine.ask(
+            case.question, [case.kb or kb], principal=principal, config=config, tier=tier, template=prompt
+        )
         ask_ms = (time.perf_counter() - started) * 1000.0
         started = time.perf_counter()
         if answer.refused:

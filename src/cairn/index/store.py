@@ -156,13 +156,16 @@ class IndexStore:
             _require_same(bound, name, dim)
 
     # -- documents -----------------------------------------------------------------------------
-    def stored_state(self, kb: str) -> dict[str, StoredState]:
+    def stored_state(self, kb: str, sources: Sequence[str] | None = None) -> dict[str, StoredState]:
+        """What the index holds for every source of ``kb``, or only for ``sources`` (one queue job's files)."""
         kb_id = self.kb_ids([kb], SYSTEM)[0]
+        only = "" if sources is None else " AND d.source = ANY(%s)"
+        params: tuple[Any, ...] = (kb_id,) if sources is None else (kb_id, list(sources))
         with self.db.connection(SYSTEM) as conn:
             rows = conn.execute(
                 "SELECT d.source, d.content_hash, a.principals FROM documents d JOIN acl_sets a ON a.id = d.acl_id"
-                " WHERE d.kb_id = %s",
-                (kb_id,),
+                f" WHERE d.kb_id = %s{only}",
+                params,
             ).fetchall()
         return {r[0]: StoredState(r[1], tuple(r[2])) for r in rows}
 

@@ -13,7 +13,9 @@ import re
 import zipfile
 from pathlib import PurePath
 
-from cairn.errors import UnsupportedFormat
+from cairn.errors import LimitExceeded, UnsupportedFormat
+from cairn.ingest.bombs import count_zip_entries
+from cairn.ingest.limits import current_limits
 
 _EXTENSIONS = {
     ".pdf": "pdf",
@@ -55,8 +57,10 @@ _HEAD_BYTES = 8192
 # Bytes that never occur in text: C0 controls except tab, LF, VT, FF, CR, ESC.
 _CONTROL = bytes(set(range(32)) - {9, 10, 11, 12, 13, 27})
 _MAX_CONTROL_RATIO = 0.02
+# The comments are an atomic group: a lazy ``.*?`` inside a repetition can split a run of n
+# comments 2**n ways, and the engine would try them all before giving up on a page without <html>.
 _HTML_START = re.compile(
-    r"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL
+    r"\s*(?:<\?xml[^>]*>\s*)?(?>(?:<!--.*?-->\s*)*)<(?:!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL
 )
 _HTML_TAGS = re.compile(r"<(?:head|body|title|meta|p|div|h[1-6])[\s>/]", re.I)
 _MARKDOWN = re.compile(
@@ -147,6 +151,9 @@ def _sniff_binary(data: bytes, filename: str, ext: str) -> str | None:
 
 
 def _sniff_zip(data: bytes, filename: str, ext: str) -> str:
+    limit = current_limits().max_zip_entries
+    if count_zip_entries(data) > limit:
+        raise LimitExceeded(f"{filename}: a zip archive with more than {limit:,} entries refused")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from cairn.index.store import DocumentWrite, IndexStore, StoredState
 from cairn.ingest.acl import AclResolver, is_sidecar
 from cairn.ingest.base import Chunker
 from cairn.ingest.entities import EntityExtractor
+from cairn.ingest.parse import InProcessParser, Parser
 from cairn.models.base import Embedder
 from cairn.types import ChunkDraft, ParsedDocument
 
@@ -95,11 +97,16 @@ class _Pending:
     readers: tuple[str, ...]
 
 
-def iter_files(root: Path, unreadable: list[str] | None = None) -> Iterator[Path]:
-    """Regular files under ``root`` in a stable order; hidden entries and links leaving the root are skipped.
+def iter_files(
+    root: Path, unreadable: list[str] | None = None, refused: list[tuple[Path, str]] | None = None
+) -> Iterator[Path]:
+    """Regular files under ``root`` in a stable order; hidden entries are skipped, links never lead out.
 
     Folders that cannot be listed are appended to ``unreadable``: they must not look empty to the
-    caller, or a sync would delete everything indexed from them.
+    caller, or a sync would delete everything indexed from them. Symbolic links (to files or
+    folders) that resolve outside the root, or not at all (a loop), are appended to ``refused`` with
+    the reason, and not followed: a link must not let a folder's writer index files it cannot see.
+    Links to folders are never walked (their target, when inside the root, is walked anyway).
     """
     root = root.resolve()
 
@@ -108,19 +115,79 @@ def iter_files(root: Path, unreadable: list[str] | None = None) -> Iterator[Path
         if unreadable is not None:
             unreadable.append(str(exc.filename))
 
+    def refuse(path: Path, reason: str) -> None:
+        log.warning("not following %s: %s", path, reason)
+        if refused is not None:
+            refused.append((path, reason))
+
     for dirpath, dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for name in sorted(dirnames):
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                reason = _link_escapes(path, root)
+                if reason:
+                    refuse(path, reason)
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if name.startswith(".") or is_sidecar(path):
                 continue
             if path.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(root) or not target.is_file():
-                    log.warning("skipping %s: symlink leaves the ingest root", path)
+                reason = _link_escapes(path, root)
+                if reason:
+                    refuse(path, reason)
                     continue
             if path.is_file():
                 yield path
+
+
+def _link_escapes(link: Path, root: Path) -> str:
+    """Why following ``link`` is refused ("" when its target is inside ``root``, or there is none)."""
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError:
+        return ""  # a dangling link: nothing to read
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python < 3.13
+        return "symbolic link loop; not followed"
+    if not target.is_relative_to(root):
+        return "symbolic link to outside the ingest root; not followed"
+    return ""
+
+
+def read_file(path: Path, max_bytes: int, inside: Path | None = None) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes``, never through a link leading out of ``inside``.
+
+    The file is checked again as it is opened, since it may have been swapped for a link, a FIFO
+    or a device since the folder was listed; the size is checked on the open file and the read is
+    bounded, so a file growing meanwhile cannot be read past the limit either.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except RuntimeError as exc:  # a symlink loop, on Python < 3.13
+        raise InputError(f"{path.name}: symbolic link loop; not followed") from exc
+    if inside is not None and not real.is_relative_to(inside.resolve()):
+        raise InputError(f"{path.name}: leads outside the ingest root; not followed")
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path.name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise InputError(f"{path.name}: {info.st_size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.0f} MB limit")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputError(f"{path.name}: grew past the {max_bytes / 1e6:.0f} MB limit while it was read")
+    return data
+
+
+def printable(source: str) -> str:
+    """A path as text that can be printed and stored: bytes of a name that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(source).decode("utf-8", "backslashreplace")
 
 
 class Ingestor:
@@ -134,21 +201,28 @@ class Ingestor:
         *,
         max_bytes: int = 100 * 1024 * 1024,
         batch_chunks: int = 256,
+        parser: Parser | None = None,
         chunk_flags: Callable[[str], tuple[str, ...]] | None = None,
         entities: EntityExtractor | None = None,
     ) -> None:
         self.store = store
+        self.parser: Parser = parser or InProcessParser()  # Cairn passes the configured (isolated) one
         self.embedder = embedder
         self.chunker = chunker
         self.max_bytes = max_bytes
         self.batch_chunks = batch_chunks
         self.chunk_flags = chunk_flags  # the guards' findings stored with each chunk (e.g. "injection")
         self.entities = entities  # knowledge-graph extraction per chunk (cairn.ingest.entities); None: off
+        self._embedder_bound = False
 
     def _bind(self, kb: str) -> None:
         self.store.ensure_kb(kb)
         self.embedder.warm_up()
-        self.store.bind_embedder(self.embedder.name, self.embedder.dim)
+        # Once per ingestor: the record of the embedder is never removed, and checking it takes a lock
+        # on the chunks table (CREATE INDEX IF NOT EXISTS) that a queue worker would take per claim.
+        if not self._embedder_bound:
+            self.store.bind_embedder(self.embedder.name, self.embedder.dim)
+            self._embedder_bound = True
 
     def sync_folder(
         self,
@@ -165,8 +239,6 @@ class Ingestor:
         ``readers`` (ACL tokens, see :func:`cairn.index.access.readers`) apply to files that no
         ``.cairn-acl`` sidecar governs.
         """
-        from cairn.ingest.parse import parse_bytes
-
         root = Path(root).expanduser()
         if not root.exists():
             raise NotFound(f"{root} does not exist")
@@ -177,23 +249,86 @@ class Ingestor:
         emit = _emitter(report, progress)
         acls = AclResolver(root if root.is_dir() else root.parent, readers)
         unreadable: list[str] = []
-        paths = [root.resolve()] if root.is_file() else list(iter_files(root, unreadable))
+        refused: list[tuple[Path, str]] = []
+        paths = [root.resolve()] if root.is_file() else list(iter_files(root, unreadable, refused))
         for folder in unreadable:
-            emit(FileReport(folder, "error", message="folder cannot be read; its documents are kept"))
+            emit(FileReport(printable(folder), "error", message="folder cannot be read; its documents are kept"))
+        for link, reason in refused:
+            emit(FileReport(printable(str(link)), "skipped", message=reason))
+        inside = root if root.is_dir() else None  # a file named on its own is read wherever its link leads
+        seen = self._sync_paths(paths, kb, known, acls, full, emit, report, inside=inside)
+        if prune and root.is_dir() and not unreadable:
+            prefix = str(root.resolve()) + os.sep
+            gone = sorted(s for s in known if s.startswith(prefix) and s not in seen)
+            self.store.delete_documents(kb, gone)
+            for source in gone:
+                emit(FileReport(source, "deleted"))
+        report.seconds = time.perf_counter() - started
+        log.info("sync %s into %s: %s", root, kb, report.to_json())
+        return report
+
+    def sync_files(
+        self,
+        paths: Sequence[Path],
+        kb: str,
+        *,
+        acl_root: Path,
+        full: bool = False,
+        readers: tuple[str, ...] = (),
+        progress: Callable[[FileReport], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> SyncReport:
+        """Index exactly these files, each as :meth:`sync_folder` would: the unit of work of a queue worker.
+
+        Nothing is listed and nothing deleted. ``acl_root`` is the folder of the sync the files belong
+        to, so the ``.cairn-acl`` sidecars between it and each file apply as they would to the whole
+        folder; only the given sources' stored state is read, so the cost does not grow with the
+        knowledge base. Once ``stop()`` is true no further file is read; those already read are
+        still written, and the files left out get no report.
+        """
+        started = time.perf_counter()
+        self._bind(kb)
+        report = SyncReport(kb=kb)
+        files = [Path(p).expanduser() for p in paths]
+        known = self.store.stored_state(kb, [str(p.resolve()) for p in files])
+        acls = AclResolver(Path(acl_root).expanduser(), readers)
+        self._sync_paths(files, kb, known, acls, full, _emitter(report, progress), report, stop, inside=acls.root)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _sync_paths(
+        self,
+        paths: Sequence[Path],
+        kb: str,
+        known: dict[str, StoredState],
+        acls: AclResolver,
+        full: bool,
+        emit: Callable[[FileReport], None],
+        report: SyncReport,
+        stop: Callable[[], bool] | None = None,
+        *,
+        inside: Path | None = None,
+    ) -> set[str]:
+        """Hash, compare, parse and store ``paths``; returns their sources (what a prune must keep).
+
+        A path that resolves outside ``inside`` when it is read is refused (see :func:`read_file`).
+        """
         seen: set[str] = set()
         pending: list[_Pending] = []
         for path in paths:
-            source = str(path.resolve())
+            if stop is not None and stop():
+                break
+            try:
+                source = str(path.resolve())
+            except RuntimeError:  # swapped for a symlink loop since it was listed (Python < 3.13)
+                source = str(path.absolute())
             seen.add(source)
             try:
-                size = path.stat().st_size
-                if size > self.max_bytes:
-                    raise InputError(
-                        f"{path.name}: {size / 1e6:.1f} MB exceeds the {self.max_bytes / 1e6:.0f} MB limit"
-                    )
-                data = path.read_bytes()
+                if printable(source) != source:
+                    raise InputError(f"{printable(path.name)}: file name is not valid UTF-8; rename the file")
+                data = read_file(path, self.max_bytes, inside)
             except (OSError, InputError) as exc:
-                emit(FileReport(source, "error", message=_reason(exc)))
+                emit(FileReport(printable(source), "error", message=_reason(exc)))
                 continue
             try:
                 file_readers = acls.readers_for(path)
@@ -204,7 +339,7 @@ class Ingestor:
             if not full and self._unchanged(kb, source, known.get(source), digest, file_readers, emit):
                 continue
             try:
-                parsed = parse_bytes(data, path.name)
+                parsed = self.parser.parse(data, path.name)
             except CairnError as exc:
                 status: Status = "skipped" if exc.status == 415 else "error"
                 emit(FileReport(source, status, message=exc.message))
@@ -214,15 +349,7 @@ class Ingestor:
                 self._flush(kb, pending, full, emit, report)
                 pending = []
         self._flush(kb, pending, full, emit, report)
-        if prune and root.is_dir() and not unreadable:
-            prefix = str(root.resolve()) + os.sep
-            gone = sorted(s for s in known if s.startswith(prefix) and s not in seen)
-            self.store.delete_documents(kb, gone)
-            for source in gone:
-                emit(FileReport(source, "deleted"))
-        report.seconds = time.perf_counter() - started
-        log.info("sync %s into %s: %s", root, kb, report.to_json())
-        return report
+        return seen
 
     def ingest_documents(
         self,

@@ -218,20 +218,26 @@ class AuditEvent:
 
 
 def retrieved_from(hits: Iterable[Hit]) -> list[dict[str, Any]]:
-    """Lineage of the passages: a re-ingest replaces a document's chunks, so the version says which text an id was."""
+    """Lineage of the passages: a re-ingest replaces a document's chunks, so the version says which text an id was.
+
+    ``cosine``, when retrieval measured it, is the calibrated relevance the refusal gate uses: unlike
+    the fused ``score`` it means the same across queries, which drift detection relies on.
+    """
     out = []
     for hit in hits:
         version = hit.scores.get("version")
-        out.append(
-            {
-                "chunk_id": hit.chunk_id,
-                "document_id": hit.document_id,
-                "version": None if version is None else int(version),
-                "source": hit.source,
-                "kb": hit.kb,
-                "score": round(float(hit.score), 6),
-            }
-        )
+        item = {
+            "chunk_id": hit.chunk_id,
+            "document_id": hit.document_id,
+            "version": None if version is None else int(version),
+            "source": hit.source,
+            "kb": hit.kb,
+            "score": round(float(hit.score), 6),
+        }
+        cosine = hit.scores.get("cosine")
+        if cosine is not None and math.isfinite(cosine):
+            item["cosine"] = round(float(cosine), 6)
+        out.append(item)
     return out
 
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cairn import __version__
+from cairn.ops.drift.metrics import DriftGauges
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from cairn.ingest.sync import SyncReport
+    from cairn.ops.drift.report import DriftReport
     from cairn.retrieve.hybrid import Retrieval
     from cairn.types import Answer
 
@@ -265,6 +267,7 @@ class PipelineMetrics:
         self.ingest_last = Gauge(
             "cairn_ingest_last_run_timestamp_seconds", "When the last ingestion run ended (Unix time).", registry=r
         )
+        self.drift = DriftGauges(r)  # set from drift reports (docs/drift.md), never on a scrape
 
     def observe_timings(self, timings: Mapping[str, float], kind: str) -> None:
         kind = _one_of(kind, KINDS)
@@ -648,6 +651,11 @@ class Telemetry:
     @_never_raises
     def observe_feedback(self, vote: int | None, *, flag: bool = False, correction: bool = False) -> None:
         self.metrics.observe_feedback(vote, flag=flag, correction=correction)
+
+    @_never_raises
+    def observe_drift(self, report: DriftReport) -> None:
+        """Show a drift report as the ``cairn_drift_*`` gauges."""
+        self.metrics.drift.show(report)
 
     @_never_raises
     def observe_ingest(self, report: SyncReport, attributes: Mapping[str, Any] | None = None) -> None:

@@ -21,6 +21,7 @@ from starlette.types import Scope
 from cairn import __version__
 from cairn.assistant import Cairn
 from cairn.errors import CairnError
+from cairn.ops.drift.monitor import DriftMonitor
 from cairn.ops.telemetry import configure_tracing
 from cairn.server import errors
 from cairn.server.auth import Authenticator
@@ -109,9 +110,12 @@ def create_app(source: Cairn | Settings | None = None, *, server: ServerSettings
             metrics=metrics,
         )
         await anyio.to_thread.run_sync(_warm_up, cairn)
+        drift = DriftMonitor.for_cairn(cairn)  # keeps the cairn_drift_* gauges current (docs/drift.md)
+        drift.start()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(drift.stop)
             generations.close()
             if owned:
                 await anyio.to_thread.run_sync(cairn.close)

@@ -3,8 +3,9 @@
 The crash-safety test sends this process SIGKILL at a random moment and then checks the index.
 Two things make those moments worth testing: writes go in tiny batches (``CAIRN_CRASHY_BATCH``
 chunks, default 4), so a run is many transactions and a kill lands between or inside them rather
-than around one big commit; and ``started`` is printed once the database and embedder are ready,
-so the test can time its kill from there instead of wasting most trials on interpreter start-up.
+than around one big commit; and ``started`` is printed once the database, the embedder and a parse
+worker are ready, so the test can time its kill from there instead of wasting most trials on
+start-up.
 Settings come from the environment (``CAIRN_DATABASE_URL``, ``CAIRN_EMBEDDER``, ``CAIRN_HOME``).
 """
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
     cairn.db.warm_up()
     cairn.store.ensure_kb(kb)
     cairn.embedder.warm_up()
+    cairn.parser.warm_up()  # a parse worker starting after "started" would take up the kill window
     sys.stdout.write("started\n")
     sys.stdout.flush()
     report = ingestor.sync_folder(folder, kb)

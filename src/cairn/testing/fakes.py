@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from urllib.parse import parse_qs
@@ -35,14 +36,19 @@ class HashEmbedder(BaseEmbedder):
     words) while costing microseconds and no files.
     """
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 64, *, delay_ms: float = 0.0) -> None:
         super().__init__()
         if not 1 <= dim <= 4096:
             raise ConfigError(f"fake embedder dim must be in 1..4096, got {dim}")
+        if not 0 <= delay_ms <= 60_000:
+            raise ConfigError(f"fake embedder delay_ms must be in 0..60000, got {delay_ms}")
         self.dim = dim
-        self.name = f"fake-hash-{dim}"
+        self.delay_ms = delay_ms  # per text: makes ingestion slow enough to be interrupted mid-job in tests
+        self.name = f"fake-hash-{dim}"  # the delay is not part of the name: the vectors are the same
 
     def _embed_batch(self, texts: list[str]) -> Vectors:
+        if self.delay_ms:
+            time.sleep(self.delay_ms * len(texts) / 1000)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for token in _tokens(text):
@@ -115,9 +121,13 @@ def _dim_of(location: str, options: dict[str, list[str]]) -> int:
 @EMBEDDERS.register("fake")
 def create_fake_embedder(location: str, *, settings: Settings | None = None, **_: object) -> HashEmbedder:
     kind, options = _split(location, "hash")
-    if kind != "hash" or set(options) - {"dim"}:
-        raise ConfigError(f"unknown fake embedder {location!r}", hint="use 'fake:hash?dim=64'")
-    return HashEmbedder(_dim_of(location, options))
+    if kind != "hash" or set(options) - {"dim", "delay_ms"}:
+        raise ConfigError(f"unknown fake embedder {location!r}", hint="use 'fake:hash?dim=64' (&delay_ms=N)")
+    try:
+        delay_ms = float(options.get("delay_ms", ["0"])[-1])
+    except ValueError as exc:
+        raise ConfigError(f"delay_ms in {location!r} is not a number") from exc
+    return HashEmbedder(_dim_of(location, options), delay_ms=delay_ms)
 
 
 @GENERATORS.register("fake")

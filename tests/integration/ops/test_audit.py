@@ -59,6 +59,7 @@ def test_records_lineage_and_verifies(db: Database, people, ask_event: EventFact
             "source": "policies/remote.md",
             "kb": "handbook",
             "score": 0.8125,
+            "cosine": 0.71,
         }
     ]
     assert record["citations"][0]["chunk_id"] == 11 and record["citations"][0]["text"].startswith("Remote work")

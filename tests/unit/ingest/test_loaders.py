@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from cairn.errors import CorruptDocument
+from cairn.errors import CorruptDocument, LimitExceeded
 from cairn.ingest.base import LOADERS, Loader
+from cairn.ingest.limits import DEFAULT_LIMITS
 from cairn.ingest.loaders import DocxLoader, HtmlLoader, MarkdownLoader, PdfLoader, TextLoader
-from cairn.ingest.loaders.docx import MAX_UNCOMPRESSED
 from cairn.ingest.loaders.html import MAX_DEPTH
 from cairn.types import ParsedDocument
 
@@ -155,6 +155,9 @@ def test_damaged_docx_is_corrupt_document(make_docx: MakeBytes) -> None:
         DocxLoader().load(buffer.getvalue(), filename="fake.docx")
 
 
+MAX_UNCOMPRESSED = DEFAULT_LIMITS.max_unpacked_bytes
+
+
 @pytest.fixture(scope="module")
 def zip_bomb() -> bytes:
     """A real bomb: a few hundred KB that would inflate past the limit."""
@@ -170,7 +173,7 @@ def zip_bomb() -> bytes:
 
 def test_zip_bomb_is_refused_before_inflating(zip_bomb: bytes) -> None:
     assert len(zip_bomb) < MAX_UNCOMPRESSED // 100
-    with pytest.raises(CorruptDocument, match="zip bomb"):
+    with pytest.raises(LimitExceeded, match="zip bomb"):
         DocxLoader().load(zip_bomb, filename="bomb.docx")
 
 

@@ -1,8 +1,8 @@
 """DOCX: body paragraphs and tables in reading order, with Title/Heading N styles as headings.
 
-A .docx is a zip, and zip entries can expand a thousandfold, so the declared sizes in the central
-directory are checked before python-docx inflates anything. Python's zipfile never yields more
-bytes than an entry declares, which makes that check a real bound.
+A .docx is a zip, and zip entries can expand a thousandfold, so before python-docx inflates
+anything :func:`cairn.ingest.bombs.check_zip` checks both the sizes the zip directory declares and
+what the entries really inflate to, against the ``max_unpacked_mb`` limit of the parse.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from cairn.errors import CorruptDocument
 from cairn.ingest.base import LOADERS
+from cairn.ingest.bombs import check_zip
+from cairn.ingest.limits import current_limits
 from cairn.ingest.loaders._common import title_from
 from cairn.ingest.sniff import normalize_text
 from cairn.types import Heading, ParsedDocument
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
     from docx.styles.style import BaseStyle
     from docx.table import Table
 
-MAX_UNCOMPRESSED = 200 * 1024 * 1024
-MAX_ENTRIES = 10_000
 MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _HEADING_STYLE = re.compile(r"heading\s*(\d)$", re.IGNORECASE)
 _STYLE_DEPTH = 8
@@ -33,7 +33,8 @@ class DocxLoader:
     name = "docx"
 
     def load(self, data: bytes, *, filename: str) -> ParsedDocument:
-        check_zip(data, filename)
+        limits = current_limits()
+        check_zip(data, filename, max_bytes=limits.max_unpacked_bytes, max_entries=limits.max_zip_entries)
         import docx
         from docx.table import Table
 
@@ -66,23 +67,6 @@ class DocxLoader:
             title=title_from(document.core_properties.title, first_heading, text=text, filename=filename),
             mime=MIME,
             headings=tuple(headings),
-        )
-
-
-def check_zip(data: bytes, filename: str) -> None:
-    """Refuse archives that are broken or would inflate past :data:`MAX_UNCOMPRESSED`."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CorruptDocument(f"{filename}: damaged Word document (bad zip: {exc})") from exc
-    if len(entries) > MAX_ENTRIES:
-        raise CorruptDocument(f"{filename}: Word document with {len(entries)} zip entries refused")
-    total = sum(entry.file_size for entry in entries)
-    if total > MAX_UNCOMPRESSED:
-        raise CorruptDocument(
-            f"{filename}: Word document would expand to {total // (1024 * 1024)} MB "
-            f"(limit {MAX_UNCOMPRESSED // (1024 * 1024)} MB); refused as a possible zip bomb"
         )
 
 

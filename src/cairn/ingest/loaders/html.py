@@ -4,9 +4,9 @@ Pages carry navigation, scripts and cookie banners that would pollute retrieval,
 keeps ``<main>`` (or a lone ``<article>``) when the page marks one, and drops chrome everywhere.
 Deep nesting is the one input that makes HTML parsing slow: the tree builder scans its stack of
 open elements on every tag, so 200,000 nested ``<div>`` take minutes. Like browsers (Chromium caps
-the tree at 512 levels), the loader drops tags nested deeper than :data:`MAX_DEPTH` before parsing,
-keeping their text. The tree is then walked with an explicit loop over sibling/parent links, not
-recursion, so no input can exhaust the stack.
+the tree at 512 levels), the loader drops tags nested deeper than the ``max_depth`` parse limit
+(:data:`MAX_DEPTH` by default) before parsing, keeping their text. The tree is then walked with an
+explicit loop over sibling/parent links, not recursion, so no input can exhaust the stack.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from cairn.ingest.base import LOADERS
+from cairn.ingest.limits import DEFAULT_LIMITS, current_limits
 from cairn.ingest.loaders._common import title_from
 from cairn.ingest.sniff import decode_text, normalize_text
 from cairn.types import Heading, ParsedDocument
@@ -34,7 +35,7 @@ _PARAGRAPH = frozenset(
 _LINE = frozenset({"div", "li", "tr", "dt", "dd", "caption", "figcaption", "summary", "legend", "br"})
 _HEADING = {f"h{n}": n for n in range(1, 7)}
 _WHITESPACE = re.compile(r"\s+")
-MAX_DEPTH = 512
+MAX_DEPTH = DEFAULT_LIMITS.max_depth
 # ``[^<>]`` rather than ``[^>]``: an unterminated tag must not make every later match rescan the text.
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^<>]*?(/?)>")
 # Elements whose content is raw text: a ``<`` inside a script is a comparison, not a tag.
@@ -53,10 +54,11 @@ class HtmlLoader:
     def load(self, data: bytes, *, filename: str) -> ParsedDocument:
         from selectolax.lexbor import LexborHTMLParser
 
+        max_depth = current_limits().max_depth
         markup, warnings = decode_text(data)
-        markup, flattened = flatten(markup)
+        markup, flattened = flatten(markup, max_depth)
         if flattened:
-            warnings.append(f"markup nested deeper than {MAX_DEPTH} levels; {flattened} tags ignored")
+            warnings.append(f"markup nested deeper than {max_depth} levels; {flattened} tags ignored")
         tree = LexborHTMLParser(markup)
         root = _content_root(tree)
         writer = _Writer()

@@ -13,12 +13,14 @@ from cairn.ingest.loaders._common import title_from
 from cairn.ingest.sniff import decode_text
 from cairn.types import Heading, ParsedDocument
 
-_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Only the opening is a regex; the title and its closing ``#``s are cut in code, because a lazy
+# ``(.*?)`` followed by optional trailing groups backtracks quadratically on a long line of spaces.
+_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]|$)")
 _SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)$")
 _NOT_PARAGRAPH = re.compile(r" {0,3}(?:[-*+][ \t]|\d{1,9}[.)][ \t]|>|\|)")
 _FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.M)
-_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.M)
+_FRONT_TITLE = re.compile(r"^title:(.*)$", re.M)
 
 
 class MarkdownLoader:
@@ -62,7 +64,7 @@ def find_headings(text: str, start: int = 0) -> list[Heading]:
             continue
         atx = _ATX.match(line)
         if atx:
-            title = (atx.group(2) or "").strip()
+            title = _atx_title(line[atx.end(1) :])
             if title:
                 headings.append(Heading(len(atx.group(1)), title, line_start + line.index("#")))
             para_start, para_lines = None, []
@@ -82,6 +84,17 @@ def find_headings(text: str, start: int = 0) -> list[Heading]:
     return headings
 
 
+def _atx_title(rest: str) -> str:
+    """The text of an ATX heading after its opening ``#``s, without the optional closing sequence."""
+    rest = rest.strip(" \t")
+    body = rest.rstrip("#")
+    if not body:
+        return ""
+    if body != rest and body[-1] not in " \t":
+        return rest.strip()  # ``# C#``: a ``#`` glued to a word is part of the title
+    return body.strip()
+
+
 def _closes(line: str, fence: str) -> bool:
     stripped = line.strip()
     return (
@@ -97,7 +110,7 @@ def _front_matter(text: str) -> tuple[int, str | None]:
     if end is None:
         return 0, None
     title = _FRONT_TITLE.search(text, 4, end.start())
-    value = title.group(1).strip("'\"") if title else None
+    value = title.group(1).strip().strip("'\"") if title else None
     return min(end.end() + 1, len(text)), value
 
 

@@ -1,7 +1,9 @@
 """PDF: text per page through PDFium, with pages as spans and the outline as headings.
 
 PDFium is a C library holding native memory per document, page and text page, so every object is
-closed in ``finally`` blocks rather than left to the garbage collector.
+closed in ``finally`` blocks rather than left to the garbage collector. It also inflates compressed
+streams whole and aborts the process when memory runs out, so the streams are measured first
+(:func:`cairn.ingest.bombs.check_pdf_streams`) and the page count is checked before any page loads.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from cairn.errors import CorruptDocument
+from cairn.errors import CorruptDocument, LimitExceeded
 from cairn.ingest.base import LOADERS
+from cairn.ingest.bombs import check_pdf_streams
+from cairn.ingest.limits import current_limits
 from cairn.ingest.loaders._common import title_from
 from cairn.ingest.sniff import normalize_text
 from cairn.types import Heading, PageSpan, ParsedDocument
@@ -32,12 +36,19 @@ class PdfLoader:
     def load(self, data: bytes, *, filename: str) -> ParsedDocument:
         import pypdfium2
 
+        limits = current_limits()
+        check_pdf_streams(data, filename, max_bytes=limits.max_unpacked_bytes)
         try:
             pdf = pypdfium2.PdfDocument(data)
         except pypdfium2.PdfiumError as exc:
             reason = "encrypted (password required)" if "password" in str(exc).lower() else "unreadable PDF"
             raise CorruptDocument(f"{filename}: {reason}") from exc
         try:
+            if len(pdf) > limits.max_pages:
+                raise LimitExceeded(
+                    f"{filename}: {len(pdf):,} pages exceed the {limits.max_pages:,}-page limit",
+                    hint="raise parse_max_pages in the settings to index it",
+                )
             page_texts = [_page_text(pdf, index) for index in range(len(pdf))]
             metadata_title = pdf.get_metadata_value("Title")
             outline = _outline(pdf)

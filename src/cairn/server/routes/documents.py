@@ -8,6 +8,7 @@ is the final indexing status of each file: ``added``, ``updated`` (a new version
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
@@ -25,6 +26,8 @@ from cairn.types import ParsedDocument, Principal
 router = APIRouter(prefix="/api/kbs/{kb}/documents", tags=["documents"])
 
 UPLOAD_PATH_SUFFIX = "/documents"
+MAX_NAME_BYTES = 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def document_json(doc: DocumentInfo, principal: Principal) -> dict[str, Any]:
@@ -47,11 +50,20 @@ def document_json(doc: DocumentInfo, principal: Principal) -> dict[str, Any]:
 
 
 def upload_source(filename: str | None) -> str:
-    """A safe relative name for an uploaded file: its own path parts, never ``..`` or an absolute path."""
-    parts = [p for p in PurePosixPath((filename or "").replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    """A safe relative name for an uploaded file: its own path parts, never ``..`` or an absolute path.
+
+    Control characters (a NUL cannot even be stored) and names too long for any file system are refused.
+    """
+    name = filename or ""
+    if _CONTROL.search(name):
+        raise InputError("an uploaded file name contains control characters", hint="rename the file")
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
     if not parts:
         raise InputError("an uploaded file has no name", hint="send each file with a filename")
-    return "/".join(parts)
+    source = "/".join(parts)
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise InputError(f"an uploaded file name is longer than {MAX_NAME_BYTES} bytes", hint="rename the file")
+    return source
 
 
 @router.get("", summary="Documents of the knowledge base the caller can read")
@@ -112,8 +124,6 @@ async def upload_documents(
         raise InputError("two uploaded files have the same name")
 
     def ingest() -> dict[str, Any]:
-        from cairn.ingest.parse import parse_bytes
-
         problems: list[dict[str, Any]] = []
         failures: list[CairnError] = []
         parsed: list[tuple[str, ParsedDocument]] = []
@@ -121,7 +131,7 @@ async def upload_documents(
             try:
                 if len(data) > max_bytes:
                     raise InputError(f"{source}: larger than the {max_bytes:,}-byte limit for one file")
-                parsed.append((source, parse_bytes(data, source)))
+                parsed.append((source, cairn.parser.parse(data, source)))
             except CairnError as exc:
                 failures.append(exc)
                 status = "skipped" if exc.status == 415 else "error"
