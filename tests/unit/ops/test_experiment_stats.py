@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cairn.ops.experiments import stats
+from cairn.ops.stats import two_proportion_z
 
 scipy_stats = pytest.importorskip("scipy.stats")  # installed with pytrec-eval-terrier
 
@@ -37,7 +38,7 @@ def test_wilson_interval_is_closed_at_the_edges_and_refuses_nonsense() -> None:
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(30, 100, 45, 110), (120, 1000, 90, 1000), (3, 40, 9, 35)])
 def test_two_proportion_z_equals_the_uncorrected_chi_square(x1: int, n1: int, x2: int, n2: int) -> None:
-    z, p = stats.two_proportion_z(x1, n1, x2, n2)
+    z, p = two_proportion_z(x1, n1, x2, n2)
     chi2 = scipy_stats.chi2_contingency([[x1, n1 - x1], [x2, n2 - x2]], correction=False)
     assert z * z == pytest.approx(chi2.statistic, rel=1e-9)
     assert p == pytest.approx(chi2.pvalue, rel=1e-9)
@@ -45,8 +46,8 @@ def test_two_proportion_z_equals_the_uncorrected_chi_square(x1: int, n1: int, x2
 
 
 def test_two_proportion_z_without_variance_finds_no_difference() -> None:
-    assert stats.two_proportion_z(0, 50, 0, 70) == (0.0, 1.0)
-    assert stats.two_proportion_z(50, 50, 70, 70) == (0.0, 1.0)
+    assert two_proportion_z(0, 50, 0, 70) == (0.0, 1.0)
+    assert two_proportion_z(50, 50, 70, 70) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -62,12 +63,6 @@ def test_mann_whitney_matches_scipy_with_ties(seed: int) -> None:
 
 def test_mann_whitney_of_identical_samples_is_not_significant() -> None:
     assert stats.mann_whitney([5.0] * 10, [5.0] * 12)[1] == 1.0
-
-
-@pytest.mark.parametrize("df", [1, 2, 3, 4, 7, 9])
-def test_chi_square_survival_matches_scipy(df: int) -> None:
-    for x in (0.05, 1.0, 3.84, 11.07, 40.0):
-        assert stats.chi2_sf(x, df) == pytest.approx(scipy_stats.chi2.sf(x, df), rel=1e-9, abs=1e-15)
 
 
 def test_sample_ratio_check_matches_scipy_chisquare() -> None:
@@ -120,5 +115,4 @@ def test_sign_flip_test_agrees_with_scipy_permutation_test() -> None:
 
 def test_z_of_confidence() -> None:
     assert stats.z_of(0.95) == pytest.approx(1.959964, abs=1e-6)
-    assert stats.two_sided_p(1.959964) == pytest.approx(0.05, abs=1e-6)
     assert math.isclose(stats.percentile([1.0, 2.0, 3.0, 4.0], 50), 2.5)

@@ -29,7 +29,6 @@ scipy is imported inside the functions that need it: importing cairn stays cheap
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cairn.errors import InputError
+from cairn.ops.stats import two_proportion_z
 
 PSI_FLOOR = 1e-4
 # Bins per sample size: each bin holds about this many points of the smaller sample at least, which
@@ -241,13 +241,8 @@ def two_proportion_test(reference_hits: int, reference_n: int, current_hits: int
     for hits, n in ((reference_hits, reference_n), (current_hits, current_n)):
         if n <= 0 or not 0 <= hits <= n:
             raise InputError(f"a proportion needs 0 <= hits <= n and n > 0, got {hits} of {n}")
-    p1, p2 = reference_hits / reference_n, current_hits / current_n
-    pooled = (reference_hits + current_hits) / (reference_n + current_n)
-    variance = pooled * (1.0 - pooled) * (1.0 / reference_n + 1.0 / current_n)
-    if variance <= 0:
-        return TestResult(p2 - p1, 1.0)  # both all-zero or all-one: identical
-    z = (p2 - p1) / math.sqrt(variance)
-    return TestResult(p2 - p1, math.erfc(abs(z) / math.sqrt(2.0)))
+    _, p = two_proportion_z(current_hits, current_n, reference_hits, reference_n)
+    return TestResult(current_hits / current_n - reference_hits / reference_n, p)
 
 
 @dataclass(frozen=True, slots=True)

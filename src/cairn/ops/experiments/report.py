@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from cairn.ops.audit import require_admin
 from cairn.ops.experiments import stats
 from cairn.ops.experiments.model import Experiment
+from cairn.ops.stats import two_proportion_z
 from cairn.types import Principal
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def build_report(
                 if min(n, bn) < min_samples:
                     figure["vs_control"] = {"note": f"{NOT_ENOUGH} (n={n} vs {bn}, need {min_samples})"}
                 else:
-                    z, p = stats.two_proportion_z(x, n, bx, bn)
+                    z, p = two_proportion_z(x, n, bx, bn)
                     figure["vs_control"] = {
                         "difference": round(x / n - bx / bn, 4),
                         "z": round(z, 3),

@@ -1,21 +1,19 @@
-"""The statistics of an experiment report, on numpy and the standard library.
-
-SciPy has all of these, but cairn does not depend on it (it only arrives with pytrec-eval-terrier
-and importing ``scipy.stats`` costs about half a second per command); the tests check each function
-against SciPy and published values instead. The choices:
+"""The statistics of an experiment report. The choices:
 
 * proportions (feedback, up-vote, refusal, grounding failure rates): Wilson score interval, which
   keeps its coverage near 0 and 1 and for small n, where the Wald interval does not (Newcombe 1998);
   a pooled two-proportion z-test against the control (the same p as a 2x2 chi-square without
   continuity correction);
-* latency: percentile-bootstrap interval for the median, and the Mann-Whitney U test (normal
-  approximation with tie and continuity corrections, as ``scipy.stats.mannwhitneyu(method="asymptotic")``)
-  because latencies are skewed and a t-test on them is not;
+* latency: percentile-bootstrap interval for the median, and the Mann-Whitney U test (SciPy's, normal
+  approximation with tie and continuity corrections) because latencies are skewed and a t-test on
+  them is not;
 * offline comparisons (per-query scores of two variants on the same queries): paired bootstrap
   interval of the mean difference and a paired randomization (sign-flip) test, the test that
   Smucker, Allan and Carterette (CIKM 2007) recommend for IR evaluation.
 
-Resampling uses a fixed seed, so a report printed twice shows the same intervals.
+Resampling uses a fixed seed, so a report printed twice shows the same intervals. ``scipy.stats``
+is imported inside the functions that need it: it costs about half a second, which a command that
+never reports should not pay.
 """
 
 from __future__ import annotations
@@ -39,11 +37,6 @@ def z_of(confidence: float) -> float:
     return _NORMAL.inv_cdf(0.5 + confidence / 2.0)
 
 
-def two_sided_p(z: float) -> float:
-    """``2 * P(Z >= |z|)`` by ``erfc``, which keeps tiny p-values that ``1 - cdf`` would round to 0."""
-    return min(1.0, math.erfc(abs(z) / math.sqrt(2.0)))
-
-
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of ``successes / n``."""
     if n <= 0 or not 0 <= successes <= n:
@@ -58,45 +51,17 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return low, high
 
 
-def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """Pooled z-test of ``x1/n1`` against ``x2/n2``: ``(z, two-sided p)``; z > 0 when the first is higher."""
-    if n1 <= 0 or n2 <= 0:
-        raise ValueError("both samples need at least one observation")
-    pooled = (x1 + x2) / (n1 + n2)
-    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
-    if variance <= 0:
-        return 0.0, 1.0  # both all-zero or all-one: no evidence of a difference
-    z = (x1 / n1 - x2 / n2) / math.sqrt(variance)
-    return z, two_sided_p(z)
-
-
-def _ranks(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Average ranks (1-based) and the sizes of the groups of ties."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    _, starts, counts = np.unique(ordered, return_index=True, return_counts=True)
-    average = starts + (counts + 1) / 2.0
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(average, counts)
-    return ranks, counts
-
-
 def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Mann-Whitney U of ``a`` against ``b``: ``(U of a, two-sided p)``, normal approximation."""
-    n1, n2 = len(a), len(b)
-    if n1 == 0 or n2 == 0:
+    from scipy.stats import mannwhitneyu
+
+    if len(a) == 0 or len(b) == 0:
         raise ValueError("both samples need at least one observation")
-    both = np.concatenate([np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)])
-    ranks, ties = _ranks(both)
-    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
-    n = n1 + n2
-    tie_term = float((ties.astype(np.float64) ** 3 - ties).sum()) / (n * (n - 1)) if n > 1 else 0.0
-    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term))
-    if sigma == 0:
-        return u1, 1.0
-    u = max(u1, n1 * n2 - u1)
-    z = (u - n1 * n2 / 2.0 - 0.5) / sigma
-    return u1, min(1.0, math.erfc(z / math.sqrt(2.0)))
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.all(x == x[0]) and np.all(y == x[0]):
+        return len(x) * len(y) / 2.0, 1.0  # one value everywhere: no difference (SciPy would give nan)
+    result = mannwhitneyu(x, y, method="asymptotic", use_continuity=True, alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
 
 
 def _resampled(
@@ -169,28 +134,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def chi2_sf(x: float, df: int) -> float:
-    """P(X >= x) for a chi-square variable with integer ``df``, by the closed forms for even and odd df."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, not {df}")
-    if x <= 0:
-        return 1.0
-    if df % 2 == 0:
-        term, total = 1.0, 1.0
-        for i in range(1, df // 2):
-            term *= x / 2.0 / i
-            total += term
-        return min(1.0, math.exp(-x / 2.0) * total)
-    root = math.sqrt(x)
-    total, term = 0.0, root
-    for k in range(1, (df - 1) // 2 + 1):
-        if k > 1:
-            term *= x / (2 * k - 1)
-        total += term
-    density = math.exp(-x / 2.0) / math.sqrt(2.0 * math.pi)
-    return min(1.0, math.erfc(root / math.sqrt(2.0)) + 2.0 * density * total)
-
-
 def sample_ratio_p(counts: Sequence[int], weights: Sequence[float]) -> float:
     """Chi-square goodness of fit of the observed split against the configured weights.
 
@@ -200,9 +143,10 @@ def sample_ratio_p(counts: Sequence[int], weights: Sequence[float]) -> float:
     total = sum(counts)
     if total == 0 or len(counts) != len(weights) or len(counts) < 2:
         raise ValueError("need observed counts for at least two variants and as many weights")
+    from scipy.stats import chisquare
+
     scale = total / sum(weights)
-    statistic = sum((c - w * scale) ** 2 / (w * scale) for c, w in zip(counts, weights, strict=True))
-    return chi2_sf(statistic, len(counts) - 1)
+    return float(chisquare(counts, [w * scale for w in weights]).pvalue)
 
 
 def significant_digits(value: float, digits: int = 4) -> float:
