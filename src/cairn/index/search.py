@@ -174,8 +174,18 @@ def vector_search(
     ef_search: int = 200,
     filters: Filters | None = None,
     access: Access,
+    exact_fallback: bool = True,
 ) -> list[tuple[int, float]]:
-    """Top ``k`` chunk ids by cosine similarity through the HNSW index (iterative scan keeps filtered recall)."""
+    """Top ``k`` chunk ids by cosine similarity: the HNSW index, or an exact scan where the index comes up short.
+
+    A filtered HNSW scan (pgvector's iterative scan) gives up after ``hnsw.max_scan_tuples`` index
+    tuples (20,000 by default): a caller who may read only a sliver of a large index (a narrow ACL,
+    a small knowledge base next to big ones, a source filter) gets fewer than ``k`` rows although
+    more exist, or none (bench/scale.py measures it). Fewer than ``k`` rows is that failure's
+    signature, or there are fewer readable rows than ``k`` in all; either way an exact scan of the
+    readable rows answers correctly, and the ``(kb_id, acl_id)`` index (m010) keeps its cost in
+    proportion to what the caller can read. ``exact_fallback=False`` is the index alone (benchmarks).
+    """
     if not kb_ids:
         return []
     # pgvector accepts ef_search up to 1000; a larger k is served by the iterative scan.
@@ -183,12 +193,20 @@ def vector_search(
     conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
     where, extra = _chunk_filter(filters, "id")
     acl, acl_params = access.clause("acl_id")
+    params = extra | acl_params | {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k}
     rows = conn.execute(
         f"SELECT id, embedding::vector({dim}) <=> %(q)s::vector({dim}) AS distance FROM chunks"
         f" WHERE kb_id = ANY(%(kbs)s){acl}{where}"
         f" ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT %(k)s",
-        extra | acl_params | {"q": np.asarray(vector, dtype=np.float32), "kbs": list(kb_ids), "k": k},
+        params,
     ).fetchall()
+    if exact_fallback and len(rows) < k:
+        # The same distance on the bare column: no index matches that expression, so this is exact.
+        rows = conn.execute(
+            f"SELECT id, embedding <=> %(q)s::vector AS distance FROM chunks WHERE kb_id = ANY(%(kbs)s){acl}{where}"
+            " ORDER BY distance, id LIMIT %(k)s",
+            params,
+        ).fetchall()
     hits = [(int(r[0]), 1.0 - float(r[1])) for r in rows]
     hits.sort(key=lambda h: (-h[1], h[0]))
     return hits
